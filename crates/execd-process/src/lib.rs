@@ -1,0 +1,34 @@
+//! Process spawning for execd, independent of any wire protocol.
+//!
+//! - [`spawn`] starts a child in its own process group (pipes) or its own session
+//!   with a controlling pseudo-terminal (PTY), with a complete environment.
+//! - [`ProcessEvents`] is owned by exactly one task, which drives it with
+//!   [`ProcessEvents::next`]: output chunks, then one `Exited`, then one `Closed`
+//!   (child reaped *and* every output stream at EOF). The child is always reaped.
+//! - [`StdinWriter`] feeds the child's stdin (pipe or PTY master).
+//! - [`ProcessGroup`] signals the whole group.
+//! - [`OutputRing`] retains the most recent output within a byte budget.
+
+mod events;
+mod group;
+mod pty;
+mod ring;
+mod spawn;
+mod stdin;
+
+pub use events::{Event, ProcessEvents, StreamKind};
+pub use group::{ProcessGroup, Signal};
+pub use pty::PtySize;
+pub use ring::{OutputRing, RetainedChunk};
+pub use spawn::{spawn, SpawnError, SpawnSpec, Spawned};
+pub use stdin::StdinWriter;
+
+/// The exit code a shell would report: the status, or 128 + the signal number.
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(sig)) => 128 + sig,
+        (None, None) => -1,
+    }
+}

@@ -1,0 +1,73 @@
+//! Pseudo-terminal allocation. Both ends are created close-on-exec, so no other
+//! child spawned concurrently can inherit them.
+
+use rustix::fs::{Mode, OFlags};
+use rustix::pty::OpenptFlags;
+use std::io;
+use std::os::fd::OwnedFd;
+
+/// A terminal size in character cells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PtySize {
+    /// Rows (lines).
+    pub rows: u16,
+    /// Columns.
+    pub cols: u16,
+}
+
+impl Default for PtySize {
+    /// 24 rows by 80 columns.
+    fn default() -> Self {
+        PtySize { rows: 24, cols: 80 }
+    }
+}
+
+/// A freshly allocated PTY pair.
+pub(crate) struct PtyPair {
+    /// The server's end.
+    pub master: OwnedFd,
+    /// The child's end (its controlling terminal).
+    pub slave: OwnedFd,
+}
+
+/// Opens a PTY pair of the given size.
+pub(crate) fn open(size: PtySize) -> io::Result<PtyPair> {
+    let master =
+        rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
+    rustix::pty::grantpt(&master)?;
+    rustix::pty::unlockpt(&master)?;
+    let name = rustix::pty::ptsname(&master, Vec::new())?;
+    let slave = rustix::fs::open(
+        name.as_c_str(),
+        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    set_size(&master, size)?;
+    Ok(PtyPair { master, slave })
+}
+
+/// Sets the terminal size (the foreground process group gets SIGWINCH).
+pub(crate) fn set_size(fd: &OwnedFd, size: PtySize) -> io::Result<()> {
+    let ws = rustix::termios::Winsize {
+        ws_row: size.rows,
+        ws_col: size.cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    rustix::termios::tcsetwinsize(fd, ws)?;
+    Ok(())
+}
+
+/// Registers an owned descriptor with the tokio reactor.
+pub(crate) fn register(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: an `OwnedFd` is a valid open descriptor that stays open, and keeps
+    // referring to the same file description, until the `AsyncFd` drops it.
+    unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| io::Error::other(e.to_string()))
+}
+
+/// Makes a file descriptor non-blocking (for use with the tokio reactor).
+pub(crate) fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    rustix::fs::fcntl_setfl(fd, flags | OFlags::NONBLOCK)?;
+    Ok(())
+}

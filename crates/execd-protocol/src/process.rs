@@ -1,0 +1,364 @@
+//! `process/*` methods and notifications of the exec-server dialect.
+//!
+//! A process has one sequence counter, starting at 1, shared by its
+//! `process/output` chunks, its single `process/exited` and its single
+//! `process/closed`; nothing follows `closed`.
+
+use crate::environment::ShellInfo;
+use crate::{Base64Bytes, EmptyResult, Method, Notification};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// `process/start`: spawns a process under a client-chosen id.
+pub struct ProcessStart;
+
+impl Method for ProcessStart {
+    const NAME: &'static str = "process/start";
+    type Params = WireExecParams;
+    type Result = StartResult;
+}
+
+/// Params of `process/start` (named as the reference names them, which shows in errors).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireExecParams {
+    /// Client-chosen key, unique within the session among live and retained processes.
+    pub process_id: String,
+    /// Program and arguments; a bare program name is searched in the child's `PATH`.
+    pub argv: Vec<String>,
+    /// Working directory (absolute `file:` URI).
+    pub cwd: String,
+    /// The child's complete environment (unless `envPolicy` is given, then overlaid).
+    pub env: BTreeMap<String, String>,
+    /// Run under a pseudo-terminal.
+    pub tty: bool,
+    /// Keep stdin writable for a non-tty process.
+    #[serde(default)]
+    pub pipe_stdin: bool,
+    /// Overrides the process-visible `argv[0]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arg0: Option<String>,
+    /// Builds the environment from the server's own, then overlays `env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_policy: Option<EnvPolicy>,
+    /// Sandbox intent; `null` or absent means none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<SandboxParams>,
+    /// Accepted; has no effect without a sandbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforce_managed_network: Option<bool>,
+    /// Accepted; has no effect without a sandbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_network: Option<serde_json::Value>,
+    /// Executor-launched network proxy configuration (accepted, validated for shape).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_proxy: Option<NetworkProxyParams>,
+    /// Shell snapshot request (accepted, validated for shape).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell_snapshot: Option<ShellSnapshotParams>,
+    /// Correlation metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<ProcessMetadata>,
+}
+
+/// How to build a child environment from the server's own.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvPolicy {
+    /// Which server variables to start from.
+    pub inherit: EnvInherit,
+    /// Keep variables whose names look like secrets (`*KEY*`, `*SECRET*`, `*TOKEN*`).
+    pub ignore_default_excludes: bool,
+    /// Case-insensitive glob patterns of names to drop.
+    pub exclude: Vec<String>,
+    /// Variables to set.
+    pub set: BTreeMap<String, String>,
+    /// If non-empty, keep only names matching one of these case-insensitive globs.
+    pub include_only: Vec<String>,
+}
+
+/// The starting set of an [`EnvPolicy`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum EnvInherit {
+    /// A small core set (`HOME`, `LANG`, `LOGNAME`, `PATH`, `SHELL`, `TMPDIR`, `USER`, ...).
+    Core,
+    /// Every variable of the server.
+    All,
+    /// Nothing.
+    None,
+}
+
+/// The `sandbox` object: Codex's permission profile (kept opaque here).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxParams {
+    /// The permission profile (`type`: `managed`, `disabled` or `external`).
+    pub permissions: serde_json::Value,
+    /// Windows sandbox level; required on the wire, meaningless on Linux.
+    pub windows_sandbox_level: serde_json::Value,
+}
+
+/// `networkProxy` of `process/start`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NetworkProxyParams {
+    /// Proxy configuration.
+    pub proxy: serde_json::Value,
+}
+
+/// `shellSnapshot` of `process/start`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShellSnapshotParams {
+    /// Snapshot scope.
+    pub scope_id: String,
+    /// The shell to snapshot.
+    pub shell: ShellInfo,
+}
+
+/// `metadata` of `process/start`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessMetadata {
+    /// The Codex thread this process belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<uuid::Uuid>,
+    /// The tool call this process serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+/// Result of `process/start`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartResult {
+    /// The id, echoed.
+    pub process_id: String,
+    /// The sandbox applied: `none` when none was.
+    pub sandbox_type: String,
+}
+
+/// Where a chunk of output came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StreamName {
+    /// Standard output of a non-tty process.
+    Stdout,
+    /// Standard error of a non-tty process.
+    Stderr,
+    /// The merged output of a tty process.
+    Pty,
+}
+
+/// `process/read`: retained output and state, optionally long-polling.
+pub struct ProcessRead;
+
+impl Method for ProcessRead {
+    const NAME: &'static str = "process/read";
+    type Params = ReadParams;
+    type Result = ReadResult;
+}
+
+/// Params of `process/read`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadParams {
+    /// The process.
+    pub process_id: String,
+    /// Only chunks with a greater seq (default 0).
+    #[serde(default)]
+    pub after_seq: Option<u64>,
+    /// Byte budget for the returned chunks (the first chunk is always returned).
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+    /// Long-poll for up to this many milliseconds (default 0).
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
+}
+
+/// One retained output chunk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputChunk {
+    /// Its seq.
+    pub seq: u64,
+    /// Its stream.
+    pub stream: StreamName,
+    /// Its bytes.
+    pub chunk: Base64Bytes,
+}
+
+/// Result of `process/read`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadResult {
+    /// Retained chunks with `seq > afterSeq`, ascending.
+    pub chunks: Vec<OutputChunk>,
+    /// Where to continue reading (see the protocol notes for the exact rule).
+    pub next_seq: u64,
+    /// The exit status was collected.
+    pub exited: bool,
+    /// The exit code, once exited.
+    pub exit_code: Option<i32>,
+    /// No more output will come.
+    pub closed: bool,
+    /// Always `null` in this version.
+    pub failure: Option<String>,
+    /// The process ran sandboxed and failed the way a sandbox denial looks.
+    pub sandbox_denied: bool,
+}
+
+/// `process/write`: bytes to the process's stdin (pipe or PTY).
+pub struct ProcessWrite;
+
+impl Method for ProcessWrite {
+    const NAME: &'static str = "process/write";
+    type Params = WriteParams;
+    type Result = WriteResult;
+}
+
+/// Params of `process/write`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WriteParams {
+    /// The process.
+    pub process_id: String,
+    /// The bytes (may be empty).
+    pub chunk: Base64Bytes,
+    /// Idempotency key: a repeated id is acknowledged without writing again.
+    pub write_id: String,
+}
+
+/// Result of `process/write`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteResult {
+    /// What happened.
+    pub status: WriteStatus,
+}
+
+/// Status of a `process/write`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum WriteStatus {
+    /// Queued to stdin, or this `writeId` was already accepted.
+    Accepted,
+    /// No such process in the session.
+    UnknownProcess,
+    /// The process has no writable stdin.
+    StdinClosed,
+    /// The process is still being spawned.
+    Starting,
+}
+
+/// `process/signal`: delivers a signal.
+pub struct ProcessSignal;
+
+impl Method for ProcessSignal {
+    const NAME: &'static str = "process/signal";
+    type Params = SignalParams;
+    type Result = EmptyResult;
+}
+
+/// Params of `process/signal`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignalParams {
+    /// The process.
+    pub process_id: String,
+    /// The signal.
+    pub signal: SignalName,
+}
+
+/// Signals a client may send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SignalName {
+    /// SIGINT.
+    Interrupt,
+}
+
+/// `process/terminate`: kills a running process (SIGKILL to its process group).
+pub struct ProcessTerminate;
+
+impl Method for ProcessTerminate {
+    const NAME: &'static str = "process/terminate";
+    type Params = TerminateParams;
+    type Result = TerminateResult;
+}
+
+/// Params of `process/terminate`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TerminateParams {
+    /// The process.
+    pub process_id: String,
+}
+
+/// Result of `process/terminate`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminateResult {
+    /// The process was running and has been killed.
+    pub running: bool,
+}
+
+/// `process/output` notification.
+pub struct ProcessOutput;
+
+impl Notification for ProcessOutput {
+    const NAME: &'static str = "process/output";
+    type Params = OutputParams;
+}
+
+/// Params of `process/output`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputParams {
+    /// The process.
+    pub process_id: Arc<str>,
+    /// The event's seq.
+    pub seq: u64,
+    /// The stream.
+    pub stream: StreamName,
+    /// The bytes.
+    pub chunk: Base64Bytes,
+}
+
+/// `process/exited` notification.
+pub struct ProcessExited;
+
+impl Notification for ProcessExited {
+    const NAME: &'static str = "process/exited";
+    type Params = ExitedParams;
+}
+
+/// Params of `process/exited`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExitedParams {
+    /// The process.
+    pub process_id: Arc<str>,
+    /// The event's seq.
+    pub seq: u64,
+    /// Exit status, or 128 + signal number when killed by a signal.
+    pub exit_code: i32,
+    /// See [`ReadResult::sandbox_denied`].
+    pub sandbox_denied: bool,
+}
+
+/// `process/closed` notification: the last event of a process.
+pub struct ProcessClosed;
+
+impl Notification for ProcessClosed {
+    const NAME: &'static str = "process/closed";
+    type Params = ClosedParams;
+}
+
+/// Params of `process/closed`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClosedParams {
+    /// The process.
+    pub process_id: Arc<str>,
+    /// The event's seq.
+    pub seq: u64,
+}

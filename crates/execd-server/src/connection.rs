@@ -1,0 +1,183 @@
+//! One JSON-RPC connection, independent of its transport.
+//!
+//! The transport turns its socket into a stream of inbound messages and drains
+//! an [`Outbound`] queue; this loop classifies messages, enforces the
+//! handshake, and hands requests to the [`Router`](crate::dispatch::Router).
+//! Requests whose reply is ready at once are answered inline; the others run
+//! as tasks, at most [`MAX_IN_FLIGHT`] at a time, so a long-poll never blocks
+//! later requests and replies may come out of order. When the in-flight limit
+//! is reached the loop stops reading (backpressure) but replies keep flowing,
+//! so no number of outstanding requests can deadlock the connection.
+
+use crate::dispatch::{Ctx, Reply};
+use crate::session::{lock, Outbound, Session, SessionError, SessionRegistry};
+use crate::ServerState;
+use bytes::Bytes;
+use execd_protocol::jsonrpc::{codes, error_text, ErrorObject, Incoming, RequestId};
+use futures_util::{FutureExt, Stream, StreamExt};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// Most requests of one connection that may be pending at once.
+pub const MAX_IN_FLIGHT: usize = 16_384;
+/// Capacity of a connection's outbound queue, in messages.
+pub const OUTBOUND_QUEUE: usize = 256;
+
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Handshake {
+    /// Nothing yet (or only failed `initialize` attempts).
+    New,
+    /// `initialize` succeeded; waiting for `initialized`.
+    Initialized,
+    /// Fully open.
+    Ready,
+}
+
+/// Per-connection state shared with handlers.
+pub struct ConnectionState {
+    id: u64,
+    outbound: Outbound,
+    state: Mutex<(Handshake, Option<Arc<Session>>)>,
+}
+
+impl ConnectionState {
+    fn new(outbound: Outbound) -> Self {
+        ConnectionState {
+            id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
+            outbound,
+            state: Mutex::new((Handshake::New, None)),
+        }
+    }
+
+    /// `Err(message)` unless the handshake is complete.
+    pub fn check_gate(&self, family: &str) -> Result<(), String> {
+        match lock(&self.state).0 {
+            Handshake::Ready => Ok(()),
+            Handshake::New => Err(format!(
+                "client must call initialize before using {family} methods"
+            )),
+            Handshake::Initialized => Err(format!(
+                "client must send initialized before using {family} methods"
+            )),
+        }
+    }
+
+    /// The session, once `initialize` succeeded.
+    pub fn session(&self) -> Option<Arc<Session>> {
+        lock(&self.state).1.clone()
+    }
+
+    /// Creates or resumes this connection's session (`initialize`).
+    pub fn initialize(
+        &self,
+        registry: &SessionRegistry,
+        resume: Option<&str>,
+    ) -> Result<Arc<Session>, SessionError> {
+        let mut st = lock(&self.state);
+        if st.0 != Handshake::New {
+            return Err(SessionError::AlreadyInitialized);
+        }
+        let session = match resume {
+            Some(id) => registry.resume(id, self.id, self.outbound.clone())?,
+            None => registry.create(self.id, self.outbound.clone()),
+        };
+        *st = (Handshake::Initialized, Some(session.clone()));
+        Ok(session)
+    }
+
+    /// Handles `initialized`; `false` means the client broke the protocol.
+    fn mark_ready(&self) -> bool {
+        let mut st = lock(&self.state);
+        match st.0 {
+            Handshake::New => false,
+            Handshake::Initialized | Handshake::Ready => {
+                st.0 = Handshake::Ready;
+                true
+            }
+        }
+    }
+}
+
+/// How a transport names itself in parse errors, and whether its sessions outlive it.
+pub struct TransportInfo {
+    /// E.g. `websocket JSON-RPC message from exec-server websocket 127.0.0.1:4000`.
+    pub parse_error_subject: String,
+    /// Whether a dropped connection detaches (WebSocket) or ends (stdio) its session.
+    pub resumable: bool,
+}
+
+/// Serves one connection until its inbound stream ends or the client breaks the protocol.
+pub async fn run<S>(
+    server: Arc<ServerState>,
+    mut inbound: S,
+    outbound: Outbound,
+    transport: TransportInfo,
+) where
+    S: Stream<Item = Bytes> + Unpin,
+{
+    let conn = Arc::new(ConnectionState::new(outbound.clone()));
+    let ctx = Ctx {
+        server: server.clone(),
+        conn: conn.clone(),
+    };
+    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut tasks = JoinSet::new();
+    while let Some(frame) = inbound.next().await {
+        while tasks.try_join_next().is_some() {}
+        match Incoming::parse(&frame) {
+            Err(e) => {
+                let error = ErrorObject {
+                    code: codes::INVALID_REQUEST,
+                    message: format!("failed to parse {}: {e}", transport.parse_error_subject),
+                };
+                let _ = outbound
+                    .send(error_text(&RequestId::PARSE_ERROR, &error))
+                    .await;
+            }
+            Ok(Incoming::Request { id, method, params }) => {
+                let mut reply = server.router.prepare(ctx.clone(), &method, params, id);
+                if let Some(reply) = (&mut reply).now_or_never() {
+                    deliver(&outbound, reply).await;
+                } else if let Ok(permit) = permits.clone().acquire_owned().await {
+                    let outbound = outbound.clone();
+                    tasks.spawn(async move {
+                        deliver(&outbound, reply.await).await;
+                        drop(permit);
+                    });
+                }
+            }
+            Ok(Incoming::Notification { method, .. }) if method == "initialized" => {
+                if !conn.mark_ready() {
+                    tracing::debug!(
+                        conn = conn.id,
+                        "initialized before initialize; dropping connection"
+                    );
+                    break;
+                }
+            }
+            Ok(other) => {
+                tracing::debug!(conn = conn.id, message = ?other, "unexpected client message; dropping connection");
+                break;
+            }
+        }
+    }
+    tasks.abort_all();
+    if let Some(session) = conn.session() {
+        if transport.resumable {
+            server.sessions.detach(&session, conn.id);
+        } else {
+            server.sessions.end(&session);
+        }
+    }
+}
+
+async fn deliver(outbound: &Outbound, reply: Reply) {
+    let _ = outbound.send(reply.text).await;
+    if let Some(after) = reply.after {
+        let _ = after.send(());
+    }
+}

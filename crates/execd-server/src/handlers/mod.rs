@@ -1,0 +1,31 @@
+//! Method handlers, one module per method family. Each module registers its
+//! routes; handlers are small and delegate to the domain (sessions, processes).
+
+use crate::dispatch::{Ctx, Router};
+use crate::error::ServerError;
+use crate::session::Session;
+use std::sync::Arc;
+
+mod environment;
+mod initialize;
+mod process;
+
+/// The complete method table of the exec-server dialect.
+pub fn router() -> Router {
+    let mut router = Router::default();
+    initialize::register(&mut router);
+    environment::register(&mut router);
+    process::register(&mut router);
+    router
+}
+
+impl Ctx {
+    /// The connection's session (always present past the handshake gate).
+    pub fn session(&self) -> Result<Arc<Session>, ServerError> {
+        self.conn.session().ok_or_else(|| {
+            ServerError::InvalidRequest(
+                "client must call initialize before using exec methods".into(),
+            )
+        })
+    }
+}

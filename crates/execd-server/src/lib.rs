@@ -1,0 +1,81 @@
+//! The execd server: transports, sessions, JSON-RPC dispatch and handlers.
+//!
+//! Layers, outermost first (see ARCHITECTURE.md):
+//! - [`transport`]: WebSocket (axum) and stdio, socket to messages;
+//! - [`connection`]: the per-connection JSON-RPC loop, handshake, concurrency;
+//! - [`dispatch`]: typed method routing, never touching a socket;
+//! - [`handlers`]: one module per method family;
+//! - [`session`]: the domain (sessions, processes), knowing nothing of JSON-RPC framing.
+
+pub mod connection;
+pub mod dispatch;
+pub mod env_policy;
+pub mod environment;
+pub mod error;
+pub mod handlers;
+pub mod session;
+pub mod transport;
+pub mod uri;
+
+use environment::Environment;
+use session::{SessionConfig, SessionRegistry};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Server-wide state shared by every connection.
+pub struct ServerState {
+    /// All sessions.
+    pub sessions: Arc<SessionRegistry>,
+    /// The method table.
+    pub router: dispatch::Router,
+    /// Facts about the host.
+    pub environment: Environment,
+}
+
+impl ServerState {
+    /// A server with the given session rules.
+    pub fn new(config: SessionConfig) -> Arc<Self> {
+        Arc::new(ServerState {
+            sessions: SessionRegistry::new(config),
+            router: handlers::router(),
+            environment: Environment::detect(),
+        })
+    }
+}
+
+/// Serves WebSocket connections on `listener` until `shutdown` resolves, then
+/// kills every process of every session.
+pub async fn serve_ws(
+    server: Arc<ServerState>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!("could not set TCP_NODELAY: {e}");
+        }
+    });
+    let app =
+        transport::ws::app(server.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let result = tokio::select! {
+        r = axum::serve(listener, app) => r,
+        () = shutdown => Ok(()),
+    };
+    server.sessions.kill_everything();
+    result
+}
+
+/// Serves one connection on stdin/stdout until stdin closes (or `shutdown`),
+/// then kills every process it started.
+pub async fn serve_stdio(
+    server: Arc<ServerState>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) {
+    tokio::select! {
+        () = transport::stdio::serve(server.clone(), tokio::io::stdin(), tokio::io::stdout()) => {}
+        () = shutdown => {}
+    }
+    server.sessions.kill_everything();
+}

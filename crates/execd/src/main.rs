@@ -1,0 +1,117 @@
+//! `execd`: the command line. `execd serve` runs the server.
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use execd_server::session::SessionConfig;
+use execd_server::ServerState;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "execd",
+    version,
+    about = "Remote execution server for AI agents and developer tools"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (exec-server dialect).
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Where to listen: `ws://IP:PORT` (port 0 picks a free port) or `stdio`.
+    #[arg(long, default_value = "ws://127.0.0.1:8765")]
+    listen: String,
+    /// Seconds a detached session stays resumable before its processes are killed.
+    #[arg(long, default_value_t = 80)]
+    session_ttl_secs: u64,
+    /// Seconds a closed process stays readable.
+    #[arg(long, default_value_t = 80)]
+    closed_process_ttl_secs: u64,
+}
+
+/// A parsed `--listen` value.
+enum Listen {
+    Ws(SocketAddr),
+    Stdio,
+}
+
+fn parse_listen(url: &str) -> anyhow::Result<Listen> {
+    if url == "stdio" || url == "stdio://" {
+        return Ok(Listen::Stdio);
+    }
+    let Some(rest) = url.strip_prefix("ws://") else {
+        bail!("unsupported --listen URL `{url}`; expected `ws://IP:PORT` or `stdio`");
+    };
+    let addr = rest.strip_suffix('/').unwrap_or(rest);
+    addr.parse::<SocketAddr>().map(Listen::Ws).map_err(|_| {
+        anyhow::anyhow!("invalid websocket --listen URL `{url}`; expected `ws://IP:PORT`")
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("shutting down: killing every process");
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let listen = parse_listen(&args.listen)?;
+    let server = ServerState::new(SessionConfig {
+        session_ttl: Duration::from_secs(args.session_ttl_secs),
+        closed_process_ttl: Duration::from_secs(args.closed_process_ttl_secs),
+    });
+    match listen {
+        Listen::Stdio => execd_server::serve_stdio(server, shutdown_signal()).await,
+        Listen::Ws(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            let bound = listener.local_addr()?;
+            let mut stdout = std::io::stdout();
+            writeln!(stdout, "ws://{bound}")?;
+            stdout.flush()?;
+            tracing::info!("listening on ws://{bound}");
+            execd_server::serve_ws(server, listener, shutdown_signal()).await?;
+        }
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args))?,
+    }
+    // Do not wait for lingering tasks (long-polls, retention timers).
+    runtime.shutdown_background();
+    Ok(())
+}
