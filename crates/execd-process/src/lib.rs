@@ -12,6 +12,7 @@
 mod events;
 mod group;
 mod pty;
+mod resolve;
 mod ring;
 mod spawn;
 mod stdin;
@@ -19,6 +20,7 @@ mod stdin;
 pub use events::{Event, ProcessEvents, StreamKind};
 pub use group::{ProcessGroup, Signal};
 pub use pty::PtySize;
+pub use resolve::{resolve_program, DEFAULT_PATH};
 pub use ring::{OutputRing, RetainedChunk};
 pub use spawn::{spawn, SpawnError, SpawnSpec, Spawned};
 pub use stdin::StdinWriter;

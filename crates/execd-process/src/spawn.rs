@@ -5,12 +5,16 @@
 use crate::events::{ProcessEvents, Reader, StreamKind};
 use crate::group::ProcessGroup;
 use crate::pty::{self, PtySize};
+use crate::resolve::resolve_program;
 use crate::stdin::StdinWriter;
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
+
+/// Kernel buffer requested for output pipes.
+const PIPE_BYTES: usize = 1 << 20;
 
 /// What to run and how.
 #[derive(Clone, Debug, Default)]
@@ -55,15 +59,15 @@ pub struct Spawned {
 /// Spawns a child. Must be called from within a tokio runtime.
 pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
     let (program, args) = spec.argv.split_first().ok_or(SpawnError::EmptyArgv)?;
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
+    let path_var = spec.env.iter().rev().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str());
+    let resolved = resolve_program(program, path_var, &spec.cwd)?;
+    let mut cmd = tokio::process::Command::new(resolved);
+    cmd.arg0(spec.arg0.as_deref().unwrap_or(program))
+        .args(args)
         .current_dir(&spec.cwd)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .kill_on_drop(false);
-    if let Some(arg0) = &spec.arg0 {
-        cmd.arg0(arg0);
-    }
     match spec.pty {
         None => spawn_piped(cmd, spec.pipe_stdin),
         Some(size) => spawn_pty(cmd, size),
@@ -80,6 +84,10 @@ fn spawn_piped(mut cmd: tokio::process::Command, pipe_stdin: bool) -> Result<Spa
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn()?;
+    for pipe in [child.stdout.as_ref().map(AsFd::as_fd), child.stderr.as_ref().map(AsFd::as_fd)].into_iter().flatten() {
+        // A larger pipe lets a fast writer run ahead while a chunk is being sent.
+        let _ = rustix::pipe::fcntl_setpipe_size(pipe, PIPE_BYTES);
+    }
     let pid = child
         .id()
         .ok_or_else(|| io::Error::other("child exited before its pid was read"))?;

@@ -362,3 +362,54 @@ pub struct ClosedParams {
     /// The event's seq.
     pub seq: u64,
 }
+
+impl StreamName {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamName::Stdout => "stdout",
+            StreamName::Stderr => "stderr",
+            StreamName::Pty => "pty",
+        }
+    }
+}
+
+impl ProcessOutput {
+    /// The complete `process/output` notification text, built in one pass: the
+    /// base64 is encoded straight into a buffer of the exact final size.
+    /// Byte-for-byte the same as serializing [`OutputParams`].
+    /// `process_id_json` is the process id as a JSON string literal (quoted, escaped).
+    pub fn text(process_id_json: &str, seq: u64, stream: StreamName, chunk: &[u8]) -> String {
+        use base64::Engine;
+        use std::fmt::Write;
+        const HEAD: &str = r#"{"method":"process/output","params":{"processId":"#;
+        let b64 = base64::encoded_len(chunk.len(), true).unwrap_or(0);
+        let mut out = String::with_capacity(HEAD.len() + process_id_json.len() + 64 + b64);
+        out.push_str(HEAD);
+        out.push_str(process_id_json);
+        let _ = write!(out, r#","seq":{seq},"stream":"{}","chunk":""#, stream.as_str());
+        base64::engine::general_purpose::STANDARD.encode_string(chunk, &mut out);
+        out.push_str("\"}}");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jsonrpc::notification_text;
+
+    #[test]
+    fn fast_output_text_matches_serde() {
+        for (id, data) in [("p1", &b"hi\n"[..]), ("we\"ird\n\u{1F600}", &[0u8, 255, 10, 13][..]), ("", &b""[..])] {
+            let params = OutputParams {
+                process_id: Arc::from(id),
+                seq: 42,
+                stream: StreamName::Stderr,
+                chunk: Base64Bytes(bytes::Bytes::copy_from_slice(data)),
+            };
+            let id_json = serde_json::to_string(id).unwrap();
+            assert_eq!(ProcessOutput::text(&id_json, 42, StreamName::Stderr, data), notification_text::<ProcessOutput>(&params));
+        }
+    }
+}

@@ -13,10 +13,9 @@ use execd_process::{
 };
 use execd_protocol::jsonrpc::notification_text;
 use execd_protocol::process::{
-    ClosedParams, ExitedParams, OutputParams, ProcessClosed, ProcessExited, ProcessOutput,
+    ClosedParams, ExitedParams, ProcessClosed, ProcessExited, ProcessOutput,
     StreamName, WriteStatus,
 };
-use execd_protocol::Base64Bytes;
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -102,6 +101,8 @@ pub struct ReadSnapshot {
 /// The handle through which handlers talk to a process.
 pub struct ProcessHandle {
     id: Arc<str>,
+    /// `id` as a JSON string literal, escaped once for the output hot path.
+    id_json: String,
     tty: bool,
     state: Mutex<State>,
     /// Bumped after every event, to wake long-polls.
@@ -138,6 +139,7 @@ impl ProcessHandle {
         });
         let handle = Arc::new(ProcessHandle {
             id: Arc::from(id),
+            id_json: serde_json::to_string(id).unwrap_or_else(|_| "\"\"".to_owned()),
             tty,
             state: Mutex::new(State {
                 ring: OutputRing::new(RETAINED_BYTES),
@@ -183,21 +185,15 @@ impl ProcessHandle {
     }
 
     fn notification(&self, seq: u64, event: Event) -> String {
-        let process_id = self.id.clone();
         match event {
-            Event::Output { stream, data } => notification_text::<ProcessOutput>(&OutputParams {
-                process_id,
-                seq,
-                stream: stream_name(stream),
-                chunk: Base64Bytes(data),
-            }),
+            Event::Output { stream, data } => ProcessOutput::text(&self.id_json, seq, stream_name(stream), &data),
             Event::Exited { code } => notification_text::<ProcessExited>(&ExitedParams {
-                process_id,
+                process_id: self.id.clone(),
                 seq,
                 exit_code: code,
                 sandbox_denied: false,
             }),
-            Event::Closed => notification_text::<ProcessClosed>(&ClosedParams { process_id, seq }),
+            Event::Closed => notification_text::<ProcessClosed>(&ClosedParams { process_id: self.id.clone(), seq }),
         }
     }
 
