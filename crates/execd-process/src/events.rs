@@ -1,9 +1,10 @@
 //! The event stream of one child: output chunks, one `Exited`, one `Closed`.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use std::collections::VecDeque;
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -42,8 +43,12 @@ pub enum Event {
     Closed,
 }
 
+/// A child's output pipe: readable through tokio, and directly by descriptor.
+pub(crate) trait PipeRead: AsyncRead + AsFd + Send + Unpin {}
+impl<T: AsyncRead + AsFd + Send + Unpin> PipeRead for T {}
+
 enum Source {
-    Pipe(Box<dyn AsyncRead + Send + Unpin>),
+    Pipe(Box<dyn PipeRead>),
     Pty(AsyncFd<OwnedFd>),
 }
 
@@ -55,20 +60,12 @@ pub(crate) struct Reader {
 }
 
 impl Reader {
-    pub(crate) fn pipe(kind: StreamKind, pipe: Box<dyn AsyncRead + Send + Unpin>) -> Self {
-        Reader {
-            kind,
-            source: Source::Pipe(pipe),
-            buf: BytesMut::new(),
-        }
+    pub(crate) fn pipe(kind: StreamKind, pipe: Box<dyn PipeRead>) -> Self {
+        Reader { kind, source: Source::Pipe(pipe), buf: BytesMut::new() }
     }
 
     pub(crate) fn pty(fd: AsyncFd<OwnedFd>) -> Self {
-        Reader {
-            kind: StreamKind::Pty,
-            source: Source::Pty(fd),
-            buf: BytesMut::new(),
-        }
+        Reader { kind: StreamKind::Pty, source: Source::Pty(fd), buf: BytesMut::new() }
     }
 
     /// Reads the next chunk; `None` at EOF (a PTY's EIO counts as EOF) or on error.
@@ -76,13 +73,35 @@ impl Reader {
     async fn read(&mut self) -> Option<Bytes> {
         self.buf.reserve(CHUNK_BYTES);
         let n = match &mut self.source {
-            Source::Pipe(pipe) => pipe
-                .read_buf(&mut (&mut self.buf).limit(CHUNK_BYTES))
-                .await
-                .ok()?,
+            Source::Pipe(pipe) => pipe.read_buf(&mut (&mut self.buf).limit(CHUNK_BYTES)).await.ok()?,
             Source::Pty(fd) => read_pty(fd, &mut self.buf).await.ok()?,
         };
         (n > 0).then(|| self.buf.split().freeze())
+    }
+
+    /// Reads what the kernel already holds, without waiting: `Ok(None)` when
+    /// nothing is buffered, `Err` at EOF or on error. The descriptors are
+    /// non-blocking, so this never blocks; a stale readiness flag left in the
+    /// reactor only costs one `EAGAIN` later.
+    fn read_now(&mut self) -> Result<Option<Bytes>, ()> {
+        self.buf.reserve(CHUNK_BYTES);
+        let fd = match &self.source {
+            Source::Pipe(pipe) => pipe.as_fd(),
+            Source::Pty(fd) => fd.get_ref().as_fd(),
+        };
+        let spare: &mut [MaybeUninit<u8>] = self.buf.spare_capacity_mut();
+        let len = CHUNK_BYTES.min(spare.len());
+        match rustix::io::read(fd, &mut spare[..len]) {
+            Ok((filled, _)) if !filled.is_empty() => {
+                let n = filled.len();
+                // SAFETY: `read` initialised the first `n` bytes of the spare capacity.
+                unsafe { self.buf.set_len(self.buf.len() + n) };
+                Ok(Some(self.buf.split().freeze()))
+            }
+            Ok(_) => Err(()),
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => Ok(None),
+            Err(_) => Err(()),
+        }
     }
 }
 
@@ -92,9 +111,7 @@ async fn read_pty(fd: &AsyncFd<OwnedFd>, buf: &mut BytesMut) -> io::Result<usize
         let spare: &mut [MaybeUninit<u8>] = buf.spare_capacity_mut();
         let len = CHUNK_BYTES.min(spare.len());
         let spare = &mut spare[..len];
-        match guard
-            .try_io(|inner| rustix::io::read(inner.get_ref(), &mut *spare).map_err(io::Error::from))
-        {
+        match guard.try_io(|inner| rustix::io::read(inner.get_ref(), &mut *spare).map_err(io::Error::from)) {
             Ok(Ok((filled, _))) => {
                 let n = filled.len();
                 // SAFETY: `read` initialised the first `n` bytes of the spare capacity.
@@ -112,28 +129,26 @@ async fn read_pty(fd: &AsyncFd<OwnedFd>, buf: &mut BytesMut) -> io::Result<usize
 pub struct ProcessEvents {
     child: tokio::process::Child,
     readers: [Option<Reader>; 2],
+    /// Events decided but not yet returned (output drained at exit, then `Exited`).
+    pending: VecDeque<Event>,
     exited: bool,
     closed: bool,
 }
 
 impl ProcessEvents {
     pub(crate) fn new(child: tokio::process::Child, readers: [Option<Reader>; 2]) -> Self {
-        ProcessEvents {
-            child,
-            readers,
-            exited: false,
-            closed: false,
-        }
+        ProcessEvents { child, readers, pending: VecDeque::new(), exited: false, closed: false }
     }
 
     /// The next event, or `None` after `Closed`. Reaps the child; never blocks a thread.
+    ///
+    /// Output the child wrote before it exited comes before `Exited`: when the
+    /// child is reaped, what its streams already hold is read out first.
     pub async fn next(&mut self) -> Option<Event> {
-        let ProcessEvents {
-            child,
-            readers: [a, b],
-            exited,
-            closed,
-        } = self;
+        if let Some(event) = self.pending.pop_front() {
+            return Some(event);
+        }
+        let ProcessEvents { child, readers: [a, b], pending, exited, closed } = self;
         loop {
             if *closed {
                 return None;
@@ -153,10 +168,24 @@ impl ProcessEvents {
                 },
                 status = child.wait(), if !*exited => {
                     *exited = true;
-                    let code = status.map(crate::exit_code).unwrap_or(-1);
-                    return Some(Event::Exited { code });
+                    for reader in [&mut *a, &mut *b] {
+                        drain_now(reader, pending);
+                    }
+                    pending.push_back(Event::Exited { code: status.map(crate::exit_code).unwrap_or(-1) });
+                    return pending.pop_front();
                 }
             }
+        }
+    }
+}
+
+/// Queues every chunk a stream already holds; drops the stream at EOF.
+fn drain_now(reader: &mut Option<Reader>, pending: &mut VecDeque<Event>) {
+    while let Some(r) = reader.as_mut() {
+        match r.read_now() {
+            Ok(Some(data)) => pending.push_back(Event::Output { stream: r.kind, data }),
+            Ok(None) => return,
+            Err(()) => *reader = None,
         }
     }
 }
@@ -164,8 +193,5 @@ impl ProcessEvents {
 async fn read_some(reader: &mut Option<Reader>) -> Option<Event> {
     let r = reader.as_mut()?;
     let data = r.read().await?;
-    Some(Event::Output {
-        stream: r.kind,
-        data,
-    })
+    Some(Event::Output { stream: r.kind, data })
 }

@@ -36,10 +36,7 @@ pub struct ProcessGroup {
 
 impl ProcessGroup {
     pub(crate) fn new(pid: u32, pty: Option<Arc<OwnedFd>>) -> io::Result<Self> {
-        let pgid = i32::try_from(pid)
-            .ok()
-            .and_then(Pid::from_raw)
-            .ok_or_else(|| io::Error::other("invalid pid"))?;
+        let pgid = i32::try_from(pid).ok().and_then(Pid::from_raw).ok_or_else(|| io::Error::other("invalid pid"))?;
         Ok(ProcessGroup { pgid, pty })
     }
 
@@ -52,9 +49,7 @@ impl ProcessGroup {
     /// terminal's foreground process group, as a typed Ctrl-C would.
     pub fn signal(&self, sig: Signal) -> io::Result<()> {
         let target = match (&self.pty, sig) {
-            (Some(master), Signal::Interrupt) => {
-                rustix::termios::tcgetpgrp(&**master).unwrap_or(self.pgid)
-            }
+            (Some(master), Signal::Interrupt) => rustix::termios::tcgetpgrp(&**master).unwrap_or(self.pgid),
             _ => self.pgid,
         };
         match rustix::process::kill_process_group(target, sig.raw()) {

@@ -32,28 +32,18 @@ pub(crate) struct PtyPair {
 
 /// Opens a PTY pair of the given size.
 pub(crate) fn open(size: PtySize) -> io::Result<PtyPair> {
-    let master =
-        rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
+    let master = rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
     rustix::pty::grantpt(&master)?;
     rustix::pty::unlockpt(&master)?;
     let name = rustix::pty::ptsname(&master, Vec::new())?;
-    let slave = rustix::fs::open(
-        name.as_c_str(),
-        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
+    let slave = rustix::fs::open(name.as_c_str(), OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC, Mode::empty())?;
     set_size(&master, size)?;
     Ok(PtyPair { master, slave })
 }
 
 /// Sets the terminal size (the foreground process group gets SIGWINCH).
 pub(crate) fn set_size(fd: &OwnedFd, size: PtySize) -> io::Result<()> {
-    let ws = rustix::termios::Winsize {
-        ws_row: size.rows,
-        ws_col: size.cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
+    let ws = rustix::termios::Winsize { ws_row: size.rows, ws_col: size.cols, ws_xpixel: 0, ws_ypixel: 0 };
     rustix::termios::tcsetwinsize(fd, ws)?;
     Ok(())
 }

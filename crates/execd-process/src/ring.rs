@@ -28,12 +28,7 @@ pub struct OutputRing {
 impl OutputRing {
     /// An empty ring that keeps at most `capacity` bytes.
     pub fn new(capacity: usize) -> Self {
-        OutputRing {
-            chunks: VecDeque::new(),
-            bytes: 0,
-            capacity,
-            evicted_bytes: 0,
-        }
+        OutputRing { chunks: VecDeque::new(), bytes: 0, capacity, evicted_bytes: 0 }
     }
 
     /// Appends a chunk (seqs must ascend) and evicts the oldest chunks over budget.
@@ -76,11 +71,7 @@ mod tests {
     use super::*;
 
     fn chunk(seq: u64, len: usize) -> RetainedChunk {
-        RetainedChunk {
-            seq,
-            stream: StreamKind::Stdout,
-            data: Bytes::from(vec![b'x'; len]),
-        }
+        RetainedChunk { seq, stream: StreamKind::Stdout, data: Bytes::from(vec![b'x'; len]) }
     }
 
     #[test]
@@ -96,10 +87,6 @@ mod tests {
         assert_eq!(ring.after(2).map(|c| c.seq).collect::<Vec<_>>(), vec![3]);
         assert_eq!(ring.after(0).map(|c| c.seq).collect::<Vec<_>>(), vec![2, 3]);
         ring.push(chunk(5, 50));
-        assert_eq!(
-            ring.after(0).map(|c| c.seq).collect::<Vec<_>>(),
-            vec![5],
-            "the newest chunk is always kept"
-        );
+        assert_eq!(ring.after(0).map(|c| c.seq).collect::<Vec<_>>(), vec![5], "the newest chunk is always kept");
     }
 }

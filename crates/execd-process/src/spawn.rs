@@ -76,11 +76,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
 
 fn spawn_piped(mut cmd: tokio::process::Command, pipe_stdin: bool) -> Result<Spawned, SpawnError> {
     cmd.process_group(0)
-        .stdin(if pipe_stdin {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(if pipe_stdin { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn()?;
@@ -88,17 +84,9 @@ fn spawn_piped(mut cmd: tokio::process::Command, pipe_stdin: bool) -> Result<Spa
         // A larger pipe lets a fast writer run ahead while a chunk is being sent.
         let _ = rustix::pipe::fcntl_setpipe_size(pipe, PIPE_BYTES);
     }
-    let pid = child
-        .id()
-        .ok_or_else(|| io::Error::other("child exited before its pid was read"))?;
-    let stdout = child
-        .stdout
-        .take()
-        .map(|p| Reader::pipe(StreamKind::Stdout, Box::new(p)));
-    let stderr = child
-        .stderr
-        .take()
-        .map(|p| Reader::pipe(StreamKind::Stderr, Box::new(p)));
+    let pid = child.id().ok_or_else(|| io::Error::other("child exited before its pid was read"))?;
+    let stdout = child.stdout.take().map(|p| Reader::pipe(StreamKind::Stdout, Box::new(p)));
+    let stderr = child.stderr.take().map(|p| Reader::pipe(StreamKind::Stderr, Box::new(p)));
     let stdin = child.stdin.take().map(StdinWriter::pipe);
     Ok(Spawned {
         pid,
@@ -125,13 +113,9 @@ fn spawn_pty(mut cmd: tokio::process::Command, size: PtySize) -> Result<Spawned,
     let child = cmd.spawn()?;
     // The slave copies held by `cmd` are closed here, so EOF arrives once the child's side closes.
     drop(cmd);
-    let pid = child
-        .id()
-        .ok_or_else(|| io::Error::other("child exited before its pid was read"))?;
-    let writer_fd: OwnedFd =
-        rustix::io::fcntl_dupfd_cloexec(&pair.master, 0).map_err(io::Error::from)?;
-    let control_fd =
-        Arc::new(rustix::io::fcntl_dupfd_cloexec(&pair.master, 0).map_err(io::Error::from)?);
+    let pid = child.id().ok_or_else(|| io::Error::other("child exited before its pid was read"))?;
+    let writer_fd: OwnedFd = rustix::io::fcntl_dupfd_cloexec(&pair.master, 0).map_err(io::Error::from)?;
+    let control_fd = Arc::new(rustix::io::fcntl_dupfd_cloexec(&pair.master, 0).map_err(io::Error::from)?);
     pty::set_nonblocking(&pair.master)?;
     let reader = Reader::pty(pty::register(pair.master)?);
     Ok(Spawned {

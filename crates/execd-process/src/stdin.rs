@@ -17,15 +17,11 @@ pub struct StdinWriter {
 
 impl StdinWriter {
     pub(crate) fn pipe(p: tokio::process::ChildStdin) -> Self {
-        StdinWriter {
-            sink: Sink::Pipe(p),
-        }
+        StdinWriter { sink: Sink::Pipe(p) }
     }
 
     pub(crate) fn pty(fd: AsyncFd<OwnedFd>) -> Self {
-        StdinWriter {
-            sink: Sink::Pty(fd),
-        }
+        StdinWriter { sink: Sink::Pty(fd) }
     }
 
     /// Writes all of `data`, waiting while the child does not read.
@@ -36,9 +32,7 @@ impl StdinWriter {
                 let mut rest = data;
                 while !rest.is_empty() {
                     let mut guard = fd.writable().await?;
-                    match guard.try_io(|inner| {
-                        rustix::io::write(inner.get_ref(), rest).map_err(io::Error::from)
-                    }) {
+                    match guard.try_io(|inner| rustix::io::write(inner.get_ref(), rest).map_err(io::Error::from)) {
                         Ok(Ok(n)) => rest = &rest[n..],
                         Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                         Ok(Err(e)) => return Err(e),

@@ -58,14 +58,9 @@ mod tests {
         assert_eq!(serde_json::to_string(&b).unwrap(), "\"aGkK\"");
         let back: Base64Bytes = serde_json::from_str("\"aGkK\"").unwrap();
         assert_eq!(back, b);
-        let err = serde_json::from_str::<Base64Bytes>("\"!!\"")
-            .unwrap_err()
-            .to_string();
+        let err = serde_json::from_str::<Base64Bytes>("\"!!\"").unwrap_err().to_string();
         assert!(err.starts_with("Invalid symbol 33, offset 0."), "{err}");
-        assert!(
-            serde_json::from_str::<Base64Bytes>("\"aGk\"").is_err(),
-            "padding is mandatory"
-        );
+        assert!(serde_json::from_str::<Base64Bytes>("\"aGk\"").is_err(), "padding is mandatory");
         let empty: Base64Bytes = serde_json::from_str("\"\"").unwrap();
         assert!(empty.0.is_empty());
     }

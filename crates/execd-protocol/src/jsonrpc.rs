@@ -127,20 +127,14 @@ impl<'a> Incoming<'a> {
         let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
         if first != Some(&b'{') {
             // Distinguish "not JSON" from "JSON, but not an object".
-            return Err(
-                match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-                    Err(e) => ParseError(e.to_string()),
-                    Ok(_) => ParseError("expected a JSON-RPC object".into()),
-                },
-            );
+            return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Err(e) => ParseError(e.to_string()),
+                Ok(_) => ParseError("expected a JSON-RPC object".into()),
+            });
         }
         let env: Envelope<'a> = serde_json::from_slice(bytes).map_err(|e| {
             // Syntax errors name their position; errors about the data do not.
-            ParseError(if e.is_data() {
-                strip_position(&e)
-            } else {
-                e.to_string()
-            })
+            ParseError(if e.is_data() { strip_position(&e) } else { e.to_string() })
         })?;
         // A literal `null` params member is the same as an absent one.
         let params = env.params.filter(|p| p.get() != "null");
@@ -193,16 +187,12 @@ pub fn error_text(id: &RequestId, error: &ErrorObject) -> String {
 
 /// Serializes a notification to its wire text.
 pub fn notification_text<N: crate::Notification>(params: &N::Params) -> String {
-    to_text(&NotificationOut {
-        method: N::NAME,
-        params,
-    })
+    to_text(&NotificationOut { method: N::NAME, params })
 }
 
 fn to_text<T: Serialize>(value: &T) -> String {
     // Serializing plain data structs to a String cannot fail: every map key is a string.
-    serde_json::to_string(value)
-        .unwrap_or_else(|e| format!("{{\"error\":{{\"code\":-32603,\"message\":\"{e}\"}}}}"))
+    serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":{{\"code\":-32603,\"message\":\"{e}\"}}}}"))
 }
 
 /// The error's text without the ` at line L column C` suffix.
@@ -230,9 +220,7 @@ pub fn params_error_message(err: &serde_json::Error) -> String {
             }
         }
     }
-    if text.starts_with("invalid value: integer `")
-        || text.starts_with("invalid value: floating point `")
-    {
+    if text.starts_with("invalid value: integer `") || text.starts_with("invalid value: floating point `") {
         return "invalid number".into();
     }
     text
@@ -256,14 +244,8 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(
-            Incoming::parse(br#"{"method":"initialized"}"#).unwrap(),
-            Incoming::Notification { .. }
-        ));
-        assert!(matches!(
-            Incoming::parse(br#"{"id":1,"result":{}}"#).unwrap(),
-            Incoming::Response { .. }
-        ));
+        assert!(matches!(Incoming::parse(br#"{"method":"initialized"}"#).unwrap(), Incoming::Notification { .. }));
+        assert!(matches!(Incoming::parse(br#"{"id":1,"result":{}}"#).unwrap(), Incoming::Response { .. }));
         assert!(matches!(
             Incoming::parse(br#"{"id":1,"error":{"code":1,"message":"x"}}"#).unwrap(),
             Incoming::Error { .. }
@@ -278,33 +260,20 @@ mod tests {
     fn parse_errors_match_reference_wording() {
         assert_eq!(parse_err("[]"), "expected a JSON-RPC object");
         assert_eq!(parse_err("5"), "expected a JSON-RPC object");
-        assert_eq!(
-            parse_err("{not json"),
-            "key must be a string at line 1 column 2"
-        );
+        assert_eq!(parse_err("{not json"), "key must be a string at line 1 column 2");
         assert_eq!(parse_err(r#"{"id":1}"#), "missing field `error`");
         assert_eq!(parse_err("{}"), "missing field `error`");
         for bad in ["null", "1.5", "1e3", "true", "9223372036854775808"] {
             let text = format!(r#"{{"id":{bad},"method":"x"}}"#);
-            assert_eq!(
-                parse_err(&text),
-                "data did not match any variant of untagged enum RequestId",
-                "{bad}"
-            );
+            assert_eq!(parse_err(&text), "data did not match any variant of untagged enum RequestId", "{bad}");
         }
     }
 
     #[test]
     fn writes_envelopes_in_reference_member_order() {
         let id = RequestId::Integer(7);
-        assert_eq!(
-            response_text(&id, &crate::EmptyResult {}),
-            r#"{"id":7,"result":{}}"#
-        );
-        let e = ErrorObject {
-            code: codes::METHOD_NOT_FOUND,
-            message: "m".into(),
-        };
+        assert_eq!(response_text(&id, &crate::EmptyResult {}), r#"{"id":7,"result":{}}"#);
+        let e = ErrorObject { code: codes::METHOD_NOT_FOUND, message: "m".into() };
         assert_eq!(
             error_text(&RequestId::String("a".into()), &e),
             r#"{"error":{"code":-32601,"message":"m"},"id":"a"}"#
@@ -325,9 +294,7 @@ mod tests {
         assert_eq!(msg(r#"{"a":5}"#), "invalid type: number, expected a string");
         assert_eq!(msg(r#"{"a":"x","b":-1}"#), "invalid number");
         assert_eq!(
-            params_error_message(
-                &serde_json::from_str::<crate::NoParams>(r#"{"a":1}"#).unwrap_err()
-            ),
+            params_error_message(&serde_json::from_str::<crate::NoParams>(r#"{"a":1}"#).unwrap_err()),
             "invalid type: map, expected unit"
         );
         assert_eq!(

@@ -58,16 +58,10 @@ impl<'de> serde::Deserialize<'de> for NoParams {
             fn visit_none<E>(self) -> Result<NoParams, E> {
                 Ok(NoParams)
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<NoParams, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<NoParams, A::Error> {
                 match map.next_key::<serde::de::IgnoredAny>()? {
                     None => Ok(NoParams),
-                    Some(_) => Err(serde::de::Error::invalid_type(
-                        serde::de::Unexpected::Map,
-                        &self,
-                    )),
+                    Some(_) => Err(serde::de::Error::invalid_type(serde::de::Unexpected::Map, &self)),
                 }
             }
         }

@@ -409,7 +409,10 @@ mod tests {
                 chunk: Base64Bytes(bytes::Bytes::copy_from_slice(data)),
             };
             let id_json = serde_json::to_string(id).unwrap();
-            assert_eq!(ProcessOutput::text(&id_json, 42, StreamName::Stderr, data), notification_text::<ProcessOutput>(&params));
+            assert_eq!(
+                ProcessOutput::text(&id_json, 42, StreamName::Stderr, data),
+                notification_text::<ProcessOutput>(&params)
+            );
         }
     }
 }

@@ -57,12 +57,8 @@ impl ConnectionState {
     pub fn check_gate(&self, family: &str) -> Result<(), String> {
         match lock(&self.state).0 {
             Handshake::Ready => Ok(()),
-            Handshake::New => Err(format!(
-                "client must call initialize before using {family} methods"
-            )),
-            Handshake::Initialized => Err(format!(
-                "client must send initialized before using {family} methods"
-            )),
+            Handshake::New => Err(format!("client must call initialize before using {family} methods")),
+            Handshake::Initialized => Err(format!("client must send initialized before using {family} methods")),
         }
     }
 
@@ -72,11 +68,7 @@ impl ConnectionState {
     }
 
     /// Creates or resumes this connection's session (`initialize`).
-    pub fn initialize(
-        &self,
-        registry: &SessionRegistry,
-        resume: Option<&str>,
-    ) -> Result<Arc<Session>, SessionError> {
+    pub fn initialize(&self, registry: &SessionRegistry, resume: Option<&str>) -> Result<Arc<Session>, SessionError> {
         let mut st = lock(&self.state);
         if st.0 != Handshake::New {
             return Err(SessionError::AlreadyInitialized);
@@ -111,19 +103,12 @@ pub struct TransportInfo {
 }
 
 /// Serves one connection until its inbound stream ends or the client breaks the protocol.
-pub async fn run<S>(
-    server: Arc<ServerState>,
-    mut inbound: S,
-    outbound: Outbound,
-    transport: TransportInfo,
-) where
+pub async fn run<S>(server: Arc<ServerState>, mut inbound: S, outbound: Outbound, transport: TransportInfo)
+where
     S: Stream<Item = Bytes> + Unpin,
 {
     let conn = Arc::new(ConnectionState::new(outbound.clone()));
-    let ctx = Ctx {
-        server: server.clone(),
-        conn: conn.clone(),
-    };
+    let ctx = Ctx { server: server.clone(), conn: conn.clone() };
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut tasks = JoinSet::new();
     while let Some(frame) = inbound.next().await {
@@ -134,9 +119,7 @@ pub async fn run<S>(
                     code: codes::INVALID_REQUEST,
                     message: format!("failed to parse {}: {e}", transport.parse_error_subject),
                 };
-                let _ = outbound
-                    .send(error_text(&RequestId::PARSE_ERROR, &error))
-                    .await;
+                let _ = outbound.send(error_text(&RequestId::PARSE_ERROR, &error)).await;
             }
             Ok(Incoming::Request { id, method, params }) => {
                 let mut reply = server.router.prepare(ctx.clone(), &method, params, id);
@@ -152,10 +135,7 @@ pub async fn run<S>(
             }
             Ok(Incoming::Notification { method, .. }) if method == "initialized" => {
                 if !conn.mark_ready() {
-                    tracing::debug!(
-                        conn = conn.id,
-                        "initialized before initialize; dropping connection"
-                    );
+                    tracing::debug!(conn = conn.id, "initialized before initialize; dropping connection");
                     break;
                 }
             }

@@ -11,9 +11,7 @@
 use crate::connection::ConnectionState;
 use crate::error::ServerError;
 use crate::ServerState;
-use execd_protocol::jsonrpc::{
-    codes, error_text, params_error_message, response_text, ErrorObject, RequestId,
-};
+use execd_protocol::jsonrpc::{codes, error_text, params_error_message, response_text, ErrorObject, RequestId};
 use execd_protocol::Method;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
@@ -37,10 +35,7 @@ pub struct Reply {
 
 impl Reply {
     fn error(id: &RequestId, code: i64, message: String) -> Reply {
-        Reply {
-            text: error_text(id, &ErrorObject { code, message }),
-            after: None,
-        }
+        Reply { text: error_text(id, &ErrorObject { code, message }), after: None }
     }
 }
 
@@ -91,48 +86,33 @@ impl Router {
         self.route::<M, _, _, _>(gate, handler, |(r, after)| (r, Some(after)));
     }
 
-    fn route<M, F, Fut, O>(
-        &mut self,
-        gate: Gate,
-        handler: F,
-        split: fn(O) -> (M::Result, Option<AfterReply>),
-    ) where
+    fn route<M, F, Fut, O>(&mut self, gate: Gate, handler: F, split: fn(O) -> (M::Result, Option<AfterReply>))
+    where
         M: Method,
         F: Fn(Ctx, M::Params) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<O, ServerError>> + Send + 'static,
         O: 'static,
     {
-        let prepare =
-            move |ctx: Ctx, raw: Option<&RawValue>, id: RequestId| -> BoxFuture<'static, Reply> {
-                let params =
-                    match serde_json::from_str::<M::Params>(raw.map_or("null", |r| r.get())) {
-                        Ok(p) => p,
-                        Err(e) => {
-                            return ready(Reply::error(
-                                &id,
-                                codes::INVALID_PARAMS,
-                                params_error_message(&e),
-                            ))
-                        }
-                    };
-                if let Gate::Family(family) = gate {
-                    if let Err(message) = ctx.conn.check_gate(family) {
-                        return ready(Reply::error(&id, codes::INVALID_REQUEST, message));
-                    }
-                }
-                handler(ctx, params)
-                    .map(move |outcome| match outcome {
-                        Ok(out) => {
-                            let (result, after) = split(out);
-                            Reply {
-                                text: response_text(&id, &result),
-                                after,
-                            }
-                        }
-                        Err(e) => Reply::error(&id, e.code(), e.to_string()),
-                    })
-                    .boxed()
+        let prepare = move |ctx: Ctx, raw: Option<&RawValue>, id: RequestId| -> BoxFuture<'static, Reply> {
+            let params = match serde_json::from_str::<M::Params>(raw.map_or("null", |r| r.get())) {
+                Ok(p) => p,
+                Err(e) => return ready(Reply::error(&id, codes::INVALID_PARAMS, params_error_message(&e))),
             };
+            if let Gate::Family(family) = gate {
+                if let Err(message) = ctx.conn.check_gate(family) {
+                    return ready(Reply::error(&id, codes::INVALID_REQUEST, message));
+                }
+            }
+            handler(ctx, params)
+                .map(move |outcome| match outcome {
+                    Ok(out) => {
+                        let (result, after) = split(out);
+                        Reply { text: response_text(&id, &result), after }
+                    }
+                    Err(e) => Reply::error(&id, e.code(), e.to_string()),
+                })
+                .boxed()
+        };
         self.routes.insert(M::NAME, Box::new(prepare));
     }
 

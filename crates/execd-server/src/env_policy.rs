@@ -5,10 +5,8 @@ use execd_protocol::process::{EnvInherit, EnvPolicy};
 use std::collections::BTreeMap;
 
 /// Variables kept by `inherit: "core"`.
-const CORE_VARS: &[&str] = &[
-    "HOME", "LANG", "LC_ALL", "LC_CTYPE", "LOGNAME", "PATH", "SHELL", "TEMP", "TMP", "TMPDIR",
-    "USER", "USERNAME",
-];
+const CORE_VARS: &[&str] =
+    &["HOME", "LANG", "LC_ALL", "LC_CTYPE", "LOGNAME", "PATH", "SHELL", "TEMP", "TMP", "TMPDIR", "USER", "USERNAME"];
 
 /// Names dropped unless `ignoreDefaultExcludes` (they tend to hold secrets).
 const DEFAULT_EXCLUDES: &[&str] = &["*KEY*", "*SECRET*", "*TOKEN*"];
@@ -23,9 +21,7 @@ pub fn build(
     let mut out: BTreeMap<String, String> = match policy.inherit {
         EnvInherit::None => BTreeMap::new(),
         EnvInherit::All => server_env.collect(),
-        EnvInherit::Core => server_env
-            .filter(|(k, _)| CORE_VARS.contains(&k.as_str()))
-            .collect(),
+        EnvInherit::Core => server_env.filter(|(k, _)| CORE_VARS.contains(&k.as_str())).collect(),
     };
     if !policy.ignore_default_excludes {
         out.retain(|k, _| !DEFAULT_EXCLUDES.iter().any(|p| glob_match(p, k)));
@@ -68,24 +64,12 @@ mod tests {
     use super::*;
 
     fn server() -> impl Iterator<Item = (String, String)> {
-        [
-            ("HOME", "/root"),
-            ("PATH", "/bin"),
-            ("API_KEY", "s"),
-            ("MY_TOKEN", "t"),
-            ("X_TEST", "1"),
-            ("OTHER", "o"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        [("HOME", "/root"), ("PATH", "/bin"), ("API_KEY", "s"), ("MY_TOKEN", "t"), ("X_TEST", "1"), ("OTHER", "o")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
     }
 
-    fn policy(
-        inherit: EnvInherit,
-        ignore: bool,
-        exclude: &[&str],
-        include_only: &[&str],
-    ) -> EnvPolicy {
+    fn policy(inherit: EnvInherit, ignore: bool, exclude: &[&str], include_only: &[&str]) -> EnvPolicy {
         EnvPolicy {
             inherit,
             ignore_default_excludes: ignore,
@@ -103,23 +87,11 @@ mod tests {
     fn policies() {
         let env = BTreeMap::from([("Z".to_owned(), "1".to_owned())]);
         assert_eq!(keys(&build(None, env.clone(), server())), ["Z"]);
-        let core = build(
-            Some(&policy(EnvInherit::Core, false, &[], &[])),
-            env.clone(),
-            server(),
-        );
+        let core = build(Some(&policy(EnvInherit::Core, false, &[], &[])), env.clone(), server());
         assert_eq!(keys(&core), ["HOME", "PATH", "S", "Z"]);
-        let all = build(
-            Some(&policy(EnvInherit::All, false, &["x_*"], &[])),
-            env.clone(),
-            server(),
-        );
+        let all = build(Some(&policy(EnvInherit::All, false, &["x_*"], &[])), env.clone(), server());
         assert_eq!(keys(&all), ["HOME", "OTHER", "PATH", "S", "Z"]);
-        let only = build(
-            Some(&policy(EnvInherit::All, true, &[], &["*token*", "x_*"])),
-            env,
-            server(),
-        );
+        let only = build(Some(&policy(EnvInherit::All, true, &[], &["*token*", "x_*"])), env, server());
         assert_eq!(keys(&only), ["MY_TOKEN", "X_TEST", "Z"]);
     }
 

@@ -33,9 +33,7 @@ pub struct Environment {
 impl Environment {
     /// Reads the passwd entry, working directory and temporary directory.
     pub fn detect() -> Self {
-        let user = nix::unistd::User::from_uid(nix::unistd::getuid())
-            .ok()
-            .flatten();
+        let user = nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten();
         let shell_path = user
             .as_ref()
             .map(|u| u.shell.to_string_lossy().into_owned())
@@ -46,21 +44,14 @@ impl Environment {
             .map(|u| u.dir.clone())
             .or_else(|| std::env::var_os("HOME").map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("/"));
-        let tmpdir = std::env::var_os("TMPDIR")
-            .filter(|t| !t.is_empty())
-            .map(PathBuf::from);
+        let tmpdir = std::env::var_os("TMPDIR").filter(|t| !t.is_empty()).map(PathBuf::from);
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-        let shell_name = Path::new(&shell_path)
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let shell_name =
+            Path::new(&shell_path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let provider = Sha256::digest(format!("execd {}", env!("CARGO_PKG_VERSION")).as_bytes());
         let provider_hex: String = provider.iter().map(|b| format!("{b:02x}")).collect();
         let info = EnvironmentInfo {
-            shell: ShellInfo {
-                name: shell_name,
-                path: shell_path,
-            },
+            shell: ShellInfo { name: shell_name, path: shell_path },
             executor_version: EXECUTOR_VERSION.to_owned(),
             provider_id: format!("sha256:{provider_hex}"),
             cwd: path_to_uri(&cwd),
@@ -69,19 +60,10 @@ impl Environment {
             prepend_path_dirs: Vec::new(),
             temporary_directories: tmpdir.iter().map(|t| path_to_uri(t)).collect(),
             temp_dir: path_to_uri(tmpdir.as_deref().unwrap_or(Path::new("/tmp"))),
-            capabilities: CAPABILITIES
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), *v))
-                .collect::<BTreeMap<_, _>>(),
+            capabilities: CAPABILITIES.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect::<BTreeMap<_, _>>(),
         };
-        let hostname = nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        Environment {
-            info,
-            home,
-            hostname,
-        }
+        let hostname = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+        Environment { info, home, hostname }
     }
 
     /// The login shell's path.

@@ -40,9 +40,6 @@ impl ServerError {
 
     /// The wire error object.
     pub fn to_error_object(&self) -> ErrorObject {
-        ErrorObject {
-            code: self.code(),
-            message: self.to_string(),
-        }
+        ErrorObject { code: self.code(), message: self.to_string() }
     }
 }

@@ -57,8 +57,7 @@ pub async fn serve_ws(
             tracing::warn!("could not set TCP_NODELAY: {e}");
         }
     });
-    let app =
-        transport::ws::app(server.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = transport::ws::app(server.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let result = tokio::select! {
         r = axum::serve(listener, app) => r,
         () = shutdown => Ok(()),
@@ -69,10 +68,7 @@ pub async fn serve_ws(
 
 /// Serves one connection on stdin/stdout until stdin closes (or `shutdown`),
 /// then kills every process it started.
-pub async fn serve_stdio(
-    server: Arc<ServerState>,
-    shutdown: impl std::future::Future<Output = ()> + Send,
-) {
+pub async fn serve_stdio(server: Arc<ServerState>, shutdown: impl std::future::Future<Output = ()> + Send) {
     tokio::select! {
         () = transport::stdio::serve(server.clone(), tokio::io::stdin(), tokio::io::stdout()) => {}
         () = shutdown => {}

@@ -29,15 +29,12 @@ pub fn parse_file_uri(text: &str) -> Result<Url, UriError> {
 /// The local directory a `cwd` URI names.
 pub fn cwd_path(text: &str) -> Result<PathBuf, UriError> {
     let url = parse_file_uri(text)?;
-    url.to_file_path()
-        .map_err(|()| UriError::CwdNotLocal(url.to_string()))
+    url.to_file_path().map_err(|()| UriError::CwdNotLocal(url.to_string()))
 }
 
 /// The `file:` URI of an absolute local path.
 pub fn path_to_uri(path: &Path) -> String {
-    Url::from_file_path(path)
-        .map(String::from)
-        .unwrap_or_else(|()| format!("file://{}", path.display()))
+    Url::from_file_path(path).map(String::from).unwrap_or_else(|()| format!("file://{}", path.display()))
 }
 
 #[cfg(test)]
@@ -47,22 +44,10 @@ mod tests {
     #[test]
     fn cwd_rules() {
         assert_eq!(cwd_path("file:///tmp").unwrap(), PathBuf::from("/tmp"));
-        assert_eq!(
-            cwd_path("file://localhost/tmp/a%20b/../c").unwrap(),
-            PathBuf::from("/tmp/c")
-        );
-        assert_eq!(
-            cwd_path("/tmp").unwrap_err().to_string(),
-            "invalid URI: relative URL without a base"
-        );
-        assert_eq!(
-            cwd_path("tmp").unwrap_err().to_string(),
-            "invalid URI: relative URL without a base"
-        );
-        assert_eq!(
-            cwd_path("http://x/tmp").unwrap_err().to_string(),
-            "unsupported path URI scheme `http`"
-        );
+        assert_eq!(cwd_path("file://localhost/tmp/a%20b/../c").unwrap(), PathBuf::from("/tmp/c"));
+        assert_eq!(cwd_path("/tmp").unwrap_err().to_string(), "invalid URI: relative URL without a base");
+        assert_eq!(cwd_path("tmp").unwrap_err().to_string(), "invalid URI: relative URL without a base");
+        assert_eq!(cwd_path("http://x/tmp").unwrap_err().to_string(), "unsupported path URI scheme `http`");
         assert_eq!(
             cwd_path("file://tmp").unwrap_err().to_string(),
             "cwd URI `file://tmp/` is not valid on this exec-server host: 'file://tmp/' is invalid on 'linux'"

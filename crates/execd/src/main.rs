@@ -9,11 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(
-    name = "execd",
-    version,
-    about = "Remote execution server for AI agents and developer tools"
-)]
+#[command(name = "execd", version, about = "Remote execution server for AI agents and developer tools")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -52,18 +48,15 @@ fn parse_listen(url: &str) -> anyhow::Result<Listen> {
         bail!("unsupported --listen URL `{url}`; expected `ws://IP:PORT` or `stdio`");
     };
     let addr = rest.strip_suffix('/').unwrap_or(rest);
-    addr.parse::<SocketAddr>().map(Listen::Ws).map_err(|_| {
-        anyhow::anyhow!("invalid websocket --listen URL `{url}`; expected `ws://IP:PORT`")
-    })
+    addr.parse::<SocketAddr>()
+        .map(Listen::Ws)
+        .map_err(|_| anyhow::anyhow!("invalid websocket --listen URL `{url}`; expected `ws://IP:PORT`"))
 }
 
 /// Resolves on SIGINT or SIGTERM.
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         return std::future::pending().await;
     };
     tokio::select! {
@@ -82,9 +75,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     match listen {
         Listen::Stdio => execd_server::serve_stdio(server, shutdown_signal()).await,
         Listen::Ws(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr}"))?;
+            let listener =
+                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
             let bound = listener.local_addr()?;
             let mut stdout = std::io::stdout();
             writeln!(stdout, "ws://{bound}")?;
@@ -105,9 +97,7 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args))?,
     }

@@ -10,15 +10,9 @@ pub(super) fn register(router: &mut Router) {
 }
 
 fn initialize(ctx: Ctx, params: InitializeParams) -> Ready<Result<InitializeResult, ServerError>> {
-    let session = ctx
-        .conn
-        .initialize(&ctx.server.sessions, params.resume_session_id.as_deref());
-    ready(
-        session
-            .map_err(ServerError::from)
-            .map(|s| InitializeResult {
-                session_id: s.id().to_owned(),
-                environment_info: ctx.server.environment.info.clone(),
-            }),
-    )
+    let session = ctx.conn.initialize(&ctx.server.sessions, params.resume_session_id.as_deref());
+    ready(session.map_err(ServerError::from).map(|s| InitializeResult {
+        session_id: s.id().to_owned(),
+        environment_info: ctx.server.environment.info.clone(),
+    }))
 }

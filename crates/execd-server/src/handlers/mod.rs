@@ -22,10 +22,8 @@ pub fn router() -> Router {
 impl Ctx {
     /// The connection's session (always present past the handshake gate).
     pub fn session(&self) -> Result<Arc<Session>, ServerError> {
-        self.conn.session().ok_or_else(|| {
-            ServerError::InvalidRequest(
-                "client must call initialize before using exec methods".into(),
-            )
-        })
+        self.conn
+            .session()
+            .ok_or_else(|| ServerError::InvalidRequest("client must call initialize before using exec methods".into()))
     }
 }

@@ -7,9 +7,9 @@ use crate::session::{ProcessHandle, ReadRequest, SessionError};
 use crate::uri;
 use execd_process::{PtySize, SpawnSpec};
 use execd_protocol::process::{
-    OutputChunk, ProcessRead, ProcessSignal, ProcessStart, ProcessTerminate, ProcessWrite,
-    ReadParams, ReadResult, SandboxParams, SignalParams, StartResult, TerminateParams,
-    TerminateResult, WireExecParams, WriteParams, WriteResult, WriteStatus,
+    OutputChunk, ProcessRead, ProcessSignal, ProcessStart, ProcessTerminate, ProcessWrite, ReadParams, ReadResult,
+    SandboxParams, SignalParams, StartResult, TerminateParams, TerminateResult, WireExecParams, WriteParams,
+    WriteResult, WriteStatus,
 };
 use execd_protocol::{Base64Bytes, EmptyResult};
 use std::future::{ready, Future, Ready};
@@ -26,10 +26,7 @@ pub(super) fn register(router: &mut Router) {
     router.add::<ProcessTerminate, _, _>(GATE, terminate);
 }
 
-fn start(
-    ctx: Ctx,
-    params: WireExecParams,
-) -> Ready<Result<(StartResult, AfterReply), ServerError>> {
+fn start(ctx: Ctx, params: WireExecParams) -> Ready<Result<(StartResult, AfterReply), ServerError>> {
     ready(start_now(&ctx, params))
 }
 
@@ -41,12 +38,10 @@ fn start_now(ctx: &Ctx, p: WireExecParams) -> Result<(StartResult, AfterReply), 
         refuse_restricting_sandbox(sandbox)?;
     }
     let cwd = uri::cwd_path(&p.cwd)?;
-    let server_env = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+    let server_env = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
     let mut env = env_policy::build(p.env_policy.as_ref(), p.env, server_env);
     if p.tty {
-        env.entry("SHELL".into())
-            .or_insert_with(|| ctx.server.environment.shell_path().to_owned());
+        env.entry("SHELL".into()).or_insert_with(|| ctx.server.environment.shell_path().to_owned());
     }
     let spec = SpawnSpec {
         argv: p.argv,
@@ -57,13 +52,7 @@ fn start_now(ctx: &Ctx, p: WireExecParams) -> Result<(StartResult, AfterReply), 
         pty: p.tty.then(PtySize::default),
     };
     let (_, after) = ctx.session()?.start_process(&p.process_id, &spec)?;
-    Ok((
-        StartResult {
-            process_id: p.process_id,
-            sandbox_type: "none".into(),
-        },
-        after,
-    ))
+    Ok((StartResult { process_id: p.process_id, sandbox_type: "none".into() }, after))
 }
 
 /// execd has no sandbox yet: a command that asked for restrictions is refused,
@@ -138,12 +127,9 @@ fn write(ctx: Ctx, p: WriteParams) -> impl Future<Output = Result<WriteResult, S
 fn queue_write(
     ctx: &Ctx,
     p: WriteParams,
-) -> Result<Result<WriteStatus, impl Future<Output = Result<WriteStatus, SessionError>>>, ServerError>
-{
+) -> Result<Result<WriteStatus, impl Future<Output = Result<WriteStatus, SessionError>>>, ServerError> {
     if p.write_id.is_empty() {
-        return Err(ServerError::InvalidParams(
-            "writeId must not be empty".into(),
-        ));
+        return Err(ServerError::InvalidParams("writeId must not be empty".into()));
     }
     let Some(handle) = process(ctx, &p.process_id)? else {
         return Ok(Ok(WriteStatus::UnknownProcess));
@@ -164,7 +150,5 @@ fn signal(ctx: Ctx, p: SignalParams) -> Ready<Result<EmptyResult, ServerError>> 
 }
 
 fn terminate(ctx: Ctx, p: TerminateParams) -> Ready<Result<TerminateResult, ServerError>> {
-    ready(process(&ctx, &p.process_id).map(|h| TerminateResult {
-        running: h.is_some_and(|h| h.terminate()),
-    }))
+    ready(process(&ctx, &p.process_id).map(|h| TerminateResult { running: h.is_some_and(|h| h.terminate()) }))
 }

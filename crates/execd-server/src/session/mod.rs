@@ -113,10 +113,7 @@ impl Session {
     /// Removes a closed process once its retention ran out (if it is still the same one).
     fn forget_process(&self, handle: &Arc<ProcessHandle>) {
         let mut table = lock(&self.processes);
-        if table
-            .get(handle.id())
-            .is_some_and(|h| Arc::ptr_eq(h, handle))
-        {
+        if table.get(handle.id()).is_some_and(|h| Arc::ptr_eq(h, handle)) {
             table.remove(handle.id());
         }
     }
@@ -139,11 +136,7 @@ pub struct SessionRegistry {
 impl SessionRegistry {
     /// An empty registry.
     pub fn new(config: SessionConfig) -> Arc<Self> {
-        Arc::new_cyclic(|me| SessionRegistry {
-            config,
-            sessions: Mutex::new(HashMap::new()),
-            me: me.clone(),
-        })
+        Arc::new_cyclic(|me| SessionRegistry { config, sessions: Mutex::new(HashMap::new()), me: me.clone() })
     }
 
     /// Creates a session attached to connection `conn`.
@@ -152,10 +145,7 @@ impl SessionRegistry {
         let session = Arc::new(Session {
             id: id.clone(),
             config: self.config,
-            attachment: Mutex::new(Attachment {
-                conn: Some((conn, outbound)),
-                epoch: 0,
-            }),
+            attachment: Mutex::new(Attachment { conn: Some((conn, outbound)), epoch: 0 }),
             processes: Mutex::new(HashMap::new()),
         });
         lock(&self.sessions).insert(id, session.clone());
@@ -163,16 +153,9 @@ impl SessionRegistry {
     }
 
     /// Re-attaches a detached session to connection `conn`.
-    pub fn resume(
-        &self,
-        id: &str,
-        conn: u64,
-        outbound: Outbound,
-    ) -> Result<Arc<Session>, SessionError> {
-        let session = lock(&self.sessions)
-            .get(id)
-            .cloned()
-            .ok_or_else(|| SessionError::UnknownSession(id.to_owned()))?;
+    pub fn resume(&self, id: &str, conn: u64, outbound: Outbound) -> Result<Arc<Session>, SessionError> {
+        let session =
+            lock(&self.sessions).get(id).cloned().ok_or_else(|| SessionError::UnknownSession(id.to_owned()))?;
         let mut att = lock(&session.attachment);
         if att.conn.is_some() {
             return Err(SessionError::Busy(id.to_owned()));
@@ -217,10 +200,7 @@ impl SessionRegistry {
             return;
         }
         drop(att);
-        tracing::info!(
-            session = session.id(),
-            "detached session expired; killing its processes"
-        );
+        tracing::info!(session = session.id(), "detached session expired; killing its processes");
         self.end(session);
     }
 

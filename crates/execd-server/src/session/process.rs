@@ -8,13 +8,10 @@
 
 use super::{lock, Session, SessionError};
 use bytes::Bytes;
-use execd_process::{
-    Event, OutputRing, ProcessEvents, ProcessGroup, RetainedChunk, Signal, Spawned, StreamKind,
-};
+use execd_process::{Event, OutputRing, ProcessEvents, ProcessGroup, RetainedChunk, Signal, Spawned, StreamKind};
 use execd_protocol::jsonrpc::notification_text;
 use execd_protocol::process::{
-    ClosedParams, ExitedParams, ProcessClosed, ProcessExited, ProcessOutput,
-    StreamName, WriteStatus,
+    ClosedParams, ExitedParams, ProcessClosed, ProcessExited, ProcessOutput, StreamName, WriteStatus,
 };
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -118,12 +115,7 @@ impl ProcessHandle {
         spawned: Spawned,
         released: oneshot::Receiver<()>,
     ) -> Arc<Self> {
-        let Spawned {
-            events,
-            stdin,
-            group,
-            ..
-        } = spawned;
+        let Spawned { events, stdin, group, .. } = spawned;
         let stdin = stdin.map(|mut writer| {
             let (tx, mut rx) = mpsc::unbounded_channel::<StdinWrite>();
             tokio::spawn(async move {
@@ -167,11 +159,7 @@ impl ProcessHandle {
         let seq = st.next_seq;
         st.next_seq += 1;
         match event {
-            Event::Output { stream, data } => st.ring.push(RetainedChunk {
-                seq,
-                stream: *stream,
-                data: data.clone(),
-            }),
+            Event::Output { stream, data } => st.ring.push(RetainedChunk { seq, stream: *stream, data: data.clone() }),
             Event::Exited { code } => st.exit = Some((*code, seq)),
             Event::Closed => {
                 st.closed = true;
@@ -225,10 +213,8 @@ impl ProcessHandle {
         self: &Arc<Self>,
         data: Bytes,
         write_id: &str,
-    ) -> Result<
-        impl std::future::Future<Output = Result<WriteStatus, SessionError>> + Send + 'static,
-        WriteStatus,
-    > {
+    ) -> Result<impl std::future::Future<Output = Result<WriteStatus, SessionError>> + Send + 'static, WriteStatus>
+    {
         let mut st = lock(&self.state);
         if st.write_ids.set.contains(write_id) {
             return Err(WriteStatus::Accepted);
@@ -306,12 +292,7 @@ fn snapshot(st: &State, req: ReadRequest) -> ReadSnapshot {
         (Some(_), Some(last)) => last.seq + 1,
         _ => st.next_seq,
     };
-    ReadSnapshot {
-        chunks,
-        next_seq,
-        exit_code: st.exit.map(|(code, _)| code),
-        closed: st.closed,
-    }
+    ReadSnapshot { chunks, next_seq, exit_code: st.exit.map(|(code, _)| code), closed: st.closed }
 }
 
 /// The wire name of a stream.

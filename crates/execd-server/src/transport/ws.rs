@@ -56,19 +56,15 @@ async fn serve_socket(server: Arc<ServerState>, socket: WebSocket, peer: SocketA
     let (outbound, queue) = mpsc::channel(OUTBOUND_QUEUE);
     let writer = tokio::spawn(write_messages(sink, queue));
     // Control frames are answered by the WebSocket layer itself; an error ends the stream.
-    let inbound = stream
-        .take_while(|m| std::future::ready(m.is_ok()))
-        .filter_map(|m| {
-            std::future::ready(match m {
-                Ok(Message::Text(text)) => Some(Bytes::from(text)),
-                Ok(Message::Binary(bytes)) => Some(bytes),
-                _ => None,
-            })
-        });
+    let inbound = stream.take_while(|m| std::future::ready(m.is_ok())).filter_map(|m| {
+        std::future::ready(match m {
+            Ok(Message::Text(text)) => Some(Bytes::from(text)),
+            Ok(Message::Binary(bytes)) => Some(bytes),
+            _ => None,
+        })
+    });
     let transport = TransportInfo {
-        parse_error_subject: format!(
-            "websocket JSON-RPC message from exec-server websocket {peer}"
-        ),
+        parse_error_subject: format!("websocket JSON-RPC message from exec-server websocket {peer}"),
         resumable: true,
     };
     connection::run(server, Box::pin(inbound), outbound, transport).await;
@@ -78,10 +74,7 @@ async fn serve_socket(server: Arc<ServerState>, socket: WebSocket, peer: SocketA
 }
 
 /// Drains the queue into the socket, flushing once per burst.
-async fn write_messages(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut queue: mpsc::Receiver<String>,
-) {
+async fn write_messages(mut sink: SplitSink<WebSocket, Message>, mut queue: mpsc::Receiver<String>) {
     while let Some(text) = queue.recv().await {
         if sink.feed(Message::Text(text.into())).await.is_err() {
             return;
