@@ -149,6 +149,8 @@ impl Client {
                     break;
                 }
             }
+            // The client was dropped: close the connection like a real client going away.
+            let _ = sink.close().await;
         });
         tokio::spawn(async move {
             let mut code = None;
