@@ -19,22 +19,26 @@ mkdir -p "$(dirname "$OUT")"
 cargo build --release -q -p execd
 cargo build --release -q --manifest-path "$SHARED/bench/Cargo.toml" --target-dir target/exec-bench
 BENCH=target/exec-bench/release/exec-bench
-REF_BIN=$("$SHARED/reference/start-reference.sh" path)
+"$SHARED/reference/start-reference.sh" path > /dev/null # installs the reference once
 
 target/release/execd serve --listen ws://127.0.0.1:0 > target/bench/execd.url 2> target/bench/execd.log &
 EXECD_PID=$!
 REF_PORT=${REF_PORT:-47900}
 CODEX_HOME=${CODEX_HOME:-$HOME/.cache/execd-reference/home} "$SHARED/reference/start-reference.sh" exec-server "$REF_PORT" \
   > target/bench/ref.url 2> target/bench/ref.log &
-REF_LAUNCHER=$!
-trap 'kill $EXECD_PID 2>/dev/null; pkill -P $REF_LAUNCHER 2>/dev/null; kill $REF_LAUNCHER 2>/dev/null; true' EXIT
+REF_PID=$! # the launcher execs the reference binary, so this is its pid
+stop() { # pid: SIGTERM, then SIGKILL if it lingers
+  kill "$1" 2>/dev/null || return 0
+  for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  kill -9 "$1" 2>/dev/null || true
+}
+trap 'stop $EXECD_PID; stop $REF_PID' EXIT
 for _ in $(seq 100); do
   [[ -s target/bench/execd.url && -s target/bench/ref.url ]] && break
   sleep 0.1
 done
 EXECD_URL=$(head -1 target/bench/execd.url)
 REF_URL=$(head -1 target/bench/ref.url)
-REF_PID=$(pgrep -f "$REF_BIN exec-server" | head -1)
 echo "execd $EXECD_URL (pid $EXECD_PID), reference $REF_URL (pid $REF_PID)" >&2
 
 idle_rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }

@@ -376,19 +376,18 @@ impl StreamName {
 
 impl ProcessOutput {
     /// The complete `process/output` notification text, built in one pass: the
-    /// base64 is encoded straight into a buffer of the exact final size.
+    /// base64 is SIMD-encoded straight into a buffer of the exact final size.
     /// Byte-for-byte the same as serializing [`OutputParams`].
     /// `process_id_json` is the process id as a JSON string literal (quoted, escaped).
     pub fn text(process_id_json: &str, seq: u64, stream: StreamName, chunk: &[u8]) -> String {
-        use base64::Engine;
         use std::fmt::Write;
         const HEAD: &str = r#"{"method":"process/output","params":{"processId":"#;
-        let b64 = base64::encoded_len(chunk.len(), true).unwrap_or(0);
+        let b64 = base64_simd::STANDARD.encoded_length(chunk.len());
         let mut out = String::with_capacity(HEAD.len() + process_id_json.len() + 64 + b64);
         out.push_str(HEAD);
         out.push_str(process_id_json);
         let _ = write!(out, r#","seq":{seq},"stream":"{}","chunk":""#, stream.as_str());
-        base64::engine::general_purpose::STANDARD.encode_string(chunk, &mut out);
+        base64_simd::STANDARD.encode_append(chunk, &mut out);
         out.push_str("\"}}");
         out
     }

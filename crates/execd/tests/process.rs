@@ -10,9 +10,7 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Stdio};
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -155,45 +153,6 @@ fn file_uri(path: &std::path::Path) -> String {
     format!("file://{}", path.display().to_string().replace(' ', "%20"))
 }
 
-/// An `execd` started with exactly the given environment (for `envPolicy`).
-struct EnvServer {
-    child: Child,
-    url: String,
-}
-
-impl EnvServer {
-    fn start(vars: &[(&str, &str)]) -> EnvServer {
-        let mut child = Command::new(execd_bin())
-            .args(["serve", "--listen", "ws://127.0.0.1:0"])
-            .env_clear()
-            .envs(vars.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn execd");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read url");
-        let url = line.trim().to_owned();
-        assert!(url.starts_with("ws://127.0.0.1:"), "first stdout line is the URL, got {url:?}");
-        EnvServer { child, url }
-    }
-
-    async fn client(&self) -> Client {
-        let mut c = Client::websocket(&self.url).await;
-        c.handshake().await;
-        c
-    }
-}
-
-impl Drop for EnvServer {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------
 // 5.2 process/start
 // ---------------------------------------------------------------------------
@@ -211,18 +170,11 @@ async fn start_result_echoes_any_process_id() {
     }
 }
 
-#[tokio::test]
-async fn start_parameter_errors() {
-    let server = Server::start(&[]);
-    let mut c = server.client().await;
-    start_parameter_errors_on(&mut c).await;
-}
+on_both_transports!(start_parameter_errors);
 
-#[tokio::test]
-async fn start_parameter_errors_over_stdio() {
-    let mut c = Client::stdio(&[]).await;
-    c.handshake().await;
-    start_parameter_errors_on(&mut c).await;
+async fn start_parameter_errors(t: Transport) {
+    let mut c = Conn::ready(t).await;
+    start_parameter_errors_on(&mut c.client).await;
 }
 
 async fn start_parameter_errors_on(c: &mut Client) {
@@ -436,7 +388,7 @@ async fn policy_env(c: &mut Client, id: &str, policy: Value, env: Value) -> Vec<
 
 #[tokio::test]
 async fn env_policy_inherit_set_excludes_include_only() {
-    let server = EnvServer::start(SERVER_ENV);
+    let server = Server::start_with_env(SERVER_ENV);
     let mut c = server.client().await;
     let all_safe = [
         "HOME=/home/tester",
@@ -519,18 +471,11 @@ async fn env_policy_inherit_set_excludes_include_only() {
 
 // --- tty -------------------------------------------------------------------
 
-#[tokio::test]
-async fn tty_merges_streams_with_crlf_and_is_24x80() {
-    let server = Server::start(&[]);
-    let mut c = server.client().await;
-    tty_basics_on(&mut c).await;
-}
+on_both_transports!(tty_merges_streams_with_crlf_and_is_24x80);
 
-#[tokio::test]
-async fn tty_over_stdio() {
-    let mut c = Client::stdio(&[]).await;
-    c.handshake().await;
-    tty_basics_on(&mut c).await;
+async fn tty_merges_streams_with_crlf_and_is_24x80(t: Transport) {
+    let mut c = Conn::ready(t).await;
+    tty_basics_on(&mut c.client).await;
 }
 
 async fn tty_basics_on(c: &mut Client) {
@@ -723,18 +668,11 @@ async fn read_table_on(c: &mut Client) {
     }
 }
 
-#[tokio::test]
-async fn read_table_rows() {
-    let server = Server::start(&[]);
-    let mut c = server.client().await;
-    read_table_on(&mut c).await;
-}
+on_both_transports!(read_table_rows);
 
-#[tokio::test]
-async fn read_table_rows_over_stdio() {
-    let mut c = Client::stdio(&[]).await;
-    c.handshake().await;
-    read_table_on(&mut c).await;
+async fn read_table_rows(t: Transport) {
+    let mut c = Conn::ready(t).await;
+    read_table_on(&mut c.client).await;
 }
 
 #[tokio::test]
@@ -757,18 +695,11 @@ async fn read_while_running_reports_state() {
     assert_eq!(got, read_result(vec![table_chunk(1)], 4, Some(137), true));
 }
 
-#[tokio::test]
-async fn long_poll_returns_when_a_new_chunk_arrives() {
-    let server = Server::start(&[]);
-    let mut c = server.client().await;
-    long_poll_chunk_on(&mut c).await;
-}
+on_both_transports!(long_poll_returns_when_a_new_chunk_arrives);
 
-#[tokio::test]
-async fn long_poll_over_stdio() {
-    let mut c = Client::stdio(&[]).await;
-    c.handshake().await;
-    long_poll_chunk_on(&mut c).await;
+async fn long_poll_returns_when_a_new_chunk_arrives(t: Transport) {
+    let mut c = Conn::ready(t).await;
+    long_poll_chunk_on(&mut c.client).await;
 }
 
 async fn long_poll_chunk_on(c: &mut Client) {
@@ -945,18 +876,11 @@ async fn write_is_answered_once_the_bytes_reached_the_child() {
     assert_eq!(run.exit_code, Some(0));
 }
 
-#[tokio::test]
-async fn tty_write_reaches_the_program() {
-    let server = Server::start(&[]);
-    let mut c = server.client().await;
-    tty_write_on(&mut c).await;
-}
+on_both_transports!(tty_write_reaches_the_program);
 
-#[tokio::test]
-async fn tty_write_over_stdio() {
-    let mut c = Client::stdio(&[]).await;
-    c.handshake().await;
-    tty_write_on(&mut c).await;
+async fn tty_write_reaches_the_program(t: Transport) {
+    let mut c = Conn::ready(t).await;
+    tty_write_on(&mut c.client).await;
 }
 
 async fn tty_write_on(c: &mut Client) {
@@ -1071,4 +995,97 @@ async fn resize_kill_and_list_do_not_exist() {
     assert_eq!(String::from_utf8_lossy(&r.stdout), "24 80\r\n");
     assert_eq!(c.ok("process/terminate", json!({"processId": "p"})).await, json!({"running": true}));
     c.events_until_closed("p").await;
+}
+
+// ---------------------------------------------------------------------------
+// sandbox, metadata and network fields of process/start
+// ---------------------------------------------------------------------------
+
+/// execd has no sandbox yet: a profile that restricts anything is refused with
+/// -32602, and nothing runs (the id stays unknown).
+#[tokio::test]
+async fn restricting_sandbox_is_refused_and_nothing_runs() {
+    let server = Server::start(&[]);
+    let mut c = server.client().await;
+    let restricted =
+        json!({"type": "managed", "file_system": {"type": "restricted", "entries": []}, "network": "restricted"});
+    let network_only = json!({"type": "managed", "file_system": {"type": "unrestricted"}, "network": "restricted"});
+    let cases = [
+        (restricted, "managed"),
+        (network_only, "managed"),
+        (json!({"type": "external", "network": "enabled"}), "external"),
+        (json!({}), ""),
+    ];
+    for (i, (permissions, kind)) in cases.into_iter().enumerate() {
+        let id = format!("sb{i}");
+        let sandbox = json!({"permissions": permissions, "windowsSandboxLevel": "disabled"});
+        let err = c.start(&id, &["touch", "/tmp/execd-sandbox-must-not-run"], json!({"sandbox": sandbox})).await;
+        assert_eq!(
+            err,
+            Err((
+                -32602,
+                format!(
+                    "sandbox permissions of type `{kind}` are not supported by this execd build: \
+                     refusing to run the command unsandboxed"
+                )
+            ))
+        );
+        assert_eq!(c.err("process/read", json!({"processId": id})).await, (-32600, format!("unknown process id {id}")));
+    }
+    let missing = c.start("sbm", &["true"], json!({"sandbox": {"windowsSandboxLevel": "disabled"}})).await;
+    assert_eq!(missing, Err((-32602, "missing field `permissions`".to_owned())));
+    let missing = c.start("sbw", &["true"], json!({"sandbox": {"permissions": {"type": "disabled"}}})).await;
+    assert_eq!(missing, Err((-32602, "missing field `windowsSandboxLevel`".to_owned())));
+}
+
+/// Profiles that restrict nothing run, unsandboxed, and say so.
+#[tokio::test]
+async fn unrestricting_sandbox_profiles_run() {
+    let server = Server::start(&[]);
+    let mut c = server.client().await;
+    let profiles = [
+        json!({"type": "disabled"}),
+        json!({"type": "managed", "file_system": {"type": "unrestricted"}, "network": "enabled"}),
+    ];
+    for (i, permissions) in profiles.into_iter().enumerate() {
+        let id = format!("ok{i}");
+        let sandbox = json!({"permissions": permissions, "windowsSandboxLevel": "disabled"});
+        let r = c.start(&id, &["echo", "ran"], json!({"sandbox": sandbox})).await.unwrap();
+        assert_eq!(r, json!({"processId": id, "sandboxType": "none"}));
+        assert_eq!(c.events_until_closed(&id).await.stdout, b"ran\n");
+    }
+    let r = c.start("null", &["true"], json!({"sandbox": null})).await.unwrap();
+    assert_eq!(r["sandboxType"], "none");
+}
+
+/// `metadata`, `enforceManagedNetwork`, `managedNetwork`, `networkProxy` and
+/// `shellSnapshot` are accepted and validated for shape.
+#[tokio::test]
+async fn metadata_and_network_fields_are_accepted_and_validated() {
+    let server = Server::start(&[]);
+    let mut c = server.client().await;
+    let extra = json!({
+        "enforceManagedNetwork": true,
+        "managedNetwork": {},
+        "networkProxy": {"proxy": {"any": "shape"}},
+        "shellSnapshot": {"scopeId": "s", "shell": {"name": "bash", "path": "/bin/bash"}},
+        "metadata": {"threadId": "6a1f0c2e-1234-4abc-8def-0123456789ab", "toolCallId": "call-1"},
+    });
+    c.start("m", &["echo", "ok"], extra).await.unwrap();
+    assert_eq!(c.events_until_closed("m").await.stdout, b"ok\n");
+    let nulls =
+        json!({"managedNetwork": null, "networkProxy": null, "shellSnapshot": null, "metadata": {"threadId": null}});
+    c.start("n", &["true"], nulls).await.unwrap();
+    let cases = [
+        (json!({"networkProxy": {}}), "missing field `proxy`"),
+        (json!({"shellSnapshot": {}}), "missing field `scopeId`"),
+        (json!({"shellSnapshot": {"scopeId": "s"}}), "missing field `shell`"),
+        (json!({"enforceManagedNetwork": "yes"}), "invalid type: string \"yes\", expected a boolean"),
+    ];
+    for (extra, message) in cases {
+        assert_eq!(c.start("bad", &["true"], extra).await, Err((-32602, message.to_owned())));
+    }
+    let (code, message) = c.start("bad", &["true"], json!({"metadata": {"threadId": "nope"}})).await.unwrap_err();
+    assert_eq!(code, -32602);
+    assert!(message.starts_with("UUID parsing failed"), "{message}");
 }

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{BufRead, BufReader};
+use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -50,7 +51,18 @@ pub struct Server {
 impl Server {
     /// Starts a server with extra arguments.
     pub fn start(extra: &[&str]) -> Server {
-        let mut child = Command::new(execd_bin())
+        Server::spawn(Command::new(execd_bin()), extra)
+    }
+
+    /// Starts a server whose environment is exactly `vars`.
+    pub fn start_with_env(vars: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(execd_bin());
+        cmd.env_clear().envs(vars.iter().copied());
+        Server::spawn(cmd, &[])
+    }
+
+    fn spawn(mut cmd: Command, extra: &[&str]) -> Server {
+        let mut child = cmd
             .args(["serve", "--listen", "ws://127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::piped())
@@ -486,3 +498,78 @@ pub fn alive(pid: u32) -> bool {
         Err(_) => false,
     }
 }
+
+/// Which transport a check runs over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// `execd serve --listen ws://127.0.0.1:0`, one connection to it.
+    Ws,
+    /// `execd serve --listen stdio`.
+    Stdio,
+}
+
+/// An un-initialized client plus the WebSocket server it talks to (if any).
+/// Field order matters: the client is dropped before the server.
+pub struct Conn {
+    /// The connection.
+    pub client: Client,
+    /// The WebSocket server, if any.
+    pub server: Option<Server>,
+}
+
+impl Conn {
+    /// A fresh server and one un-initialized connection to it.
+    pub async fn open(t: Transport) -> Conn {
+        match t {
+            Transport::Ws => {
+                let server = Server::start(&[]);
+                let client = server.connect().await;
+                Conn { client, server: Some(server) }
+            }
+            Transport::Stdio => Conn { client: Client::stdio(&[]).await, server: None },
+        }
+    }
+
+    /// A fresh server and one connection that completed the handshake.
+    pub async fn ready(t: Transport) -> Conn {
+        let mut c = Conn::open(t).await;
+        c.handshake().await;
+        c
+    }
+}
+
+impl Deref for Conn {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
+/// Generates `mod name { fn websocket(); fn stdio(); }` running `name(Transport)`.
+#[allow(unused_macros)] // not every test file runs checks on both transports
+macro_rules! on_both_transports {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+
+                #[tokio::test]
+                async fn websocket() {
+                    super::$name(super::Transport::Ws).await
+                }
+
+                #[tokio::test]
+                async fn stdio() {
+                    super::$name(super::Transport::Stdio).await
+                }
+            }
+        )*
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_both_transports;
