@@ -1089,3 +1089,17 @@ async fn metadata_and_network_fields_are_accepted_and_validated() {
     assert_eq!(code, -32602);
     assert!(message.starts_with("UUID parsing failed"), "{message}");
 }
+
+/// A `waitMs` too large for the clock must not crash the server: it just waits
+/// until something happens.
+#[tokio::test]
+async fn read_with_the_largest_wait_ms_waits_for_the_exit() {
+    let server = Server::start(&[]);
+    let mut c = server.client().await;
+    c.start("w", &["sleep", "1000"], json!({})).await.unwrap();
+    let read = c.send_request("process/read", json!({"processId": "w", "waitMs": u64::MAX}));
+    assert_eq!(c.ok("process/terminate", json!({"processId": "w"})).await, json!({"running": true}));
+    let r = into_result(c.response(read).await).unwrap();
+    assert_eq!((r["exited"].clone(), r["exitCode"].clone()), (json!(true), json!(137)));
+    assert_eq!(c.ok("environment/status", json!({})).await, json!({"status": "ready"}));
+}

@@ -187,7 +187,9 @@ impl ProcessHandle {
 
     /// Retained output and state; waits up to `req.wait` for something new.
     pub async fn read(&self, req: ReadRequest) -> ReadSnapshot {
-        let deadline = Instant::now() + req.wait;
+        // Any `waitMs` is accepted; one beyond what the clock can represent waits "forever" (a year).
+        let now = Instant::now();
+        let deadline = now.checked_add(req.wait).unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600));
         let mut changed = self.changed.subscribe();
         loop {
             {
