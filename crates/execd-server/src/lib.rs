@@ -1,12 +1,13 @@
 //! The execd server: transports, sessions, JSON-RPC dispatch and handlers.
 //!
 //! Layers, outermost first (see ARCHITECTURE.md):
-//! - [`transport`]: WebSocket (axum) and stdio, socket to messages;
+//! - [`transport`]: WebSocket (axum) and stdio, socket to messages; [`auth`] for upgrades;
 //! - [`connection`]: the per-connection JSON-RPC loop, handshake, concurrency;
 //! - [`dispatch`]: typed method routing, never touching a socket;
 //! - [`handlers`]: one module per method family;
 //! - [`session`]: the domain (sessions, processes), knowing nothing of JSON-RPC framing.
 
+pub mod auth;
 pub mod connection;
 pub mod dispatch;
 pub mod env_policy;
@@ -31,15 +32,18 @@ pub struct ServerState {
     pub router: dispatch::Router,
     /// Facts about the host.
     pub environment: Environment,
+    /// Authentication of WebSocket upgrades, if configured.
+    pub ws_auth: Option<auth::WsAuth>,
 }
 
 impl ServerState {
-    /// A server with the given session rules.
-    pub fn new(config: SessionConfig) -> Arc<Self> {
+    /// A server with the given session rules and WebSocket authentication.
+    pub fn new(config: SessionConfig, ws_auth: Option<auth::WsAuth>) -> Arc<Self> {
         Arc::new(ServerState {
             sessions: SessionRegistry::new(config),
             router: handlers::router(),
             environment: Environment::detect(),
+            ws_auth,
         })
     }
 }

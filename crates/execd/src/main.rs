@@ -2,10 +2,12 @@
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use execd_server::auth::{WsAuth, WsAuthArgs};
 use execd_server::session::SessionConfig;
 use execd_server::ServerState;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -32,6 +34,41 @@ struct ServeArgs {
     /// Seconds a closed process stays readable.
     #[arg(long, default_value_t = 80)]
     closed_process_ttl_secs: u64,
+    /// Require a bearer token on WebSocket upgrades: `capability-token` or `signed-bearer-token`.
+    #[arg(long, value_name = "MODE")]
+    ws_auth: Option<String>,
+    /// capability-token: file holding the token (surrounding whitespace trimmed).
+    #[arg(long, value_name = "PATH")]
+    ws_token_file: Option<PathBuf>,
+    /// capability-token: SHA-256 of the token, 64 hex digits.
+    #[arg(long, value_name = "HEX")]
+    ws_token_sha256: Option<String>,
+    /// signed-bearer-token: file holding the HS256 secret (at least 32 bytes).
+    #[arg(long, value_name = "PATH")]
+    ws_shared_secret_file: Option<PathBuf>,
+    /// signed-bearer-token: required `iss` claim.
+    #[arg(long)]
+    ws_issuer: Option<String>,
+    /// signed-bearer-token: required `aud` claim.
+    #[arg(long)]
+    ws_audience: Option<String>,
+    /// signed-bearer-token: tolerance for `exp` and `nbf`, in seconds [default: 30].
+    #[arg(long, value_name = "SECONDS")]
+    ws_max_clock_skew_seconds: Option<u64>,
+}
+
+impl ServeArgs {
+    fn ws_auth_args(&self) -> WsAuthArgs {
+        WsAuthArgs {
+            mode: self.ws_auth.clone(),
+            token_file: self.ws_token_file.clone(),
+            token_sha256: self.ws_token_sha256.clone(),
+            shared_secret_file: self.ws_shared_secret_file.clone(),
+            issuer: self.ws_issuer.clone(),
+            audience: self.ws_audience.clone(),
+            max_clock_skew_seconds: self.ws_max_clock_skew_seconds,
+        }
+    }
 }
 
 /// A parsed `--listen` value.
@@ -68,10 +105,15 @@ async fn shutdown_signal() {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listen = parse_listen(&args.listen)?;
-    let server = ServerState::new(SessionConfig {
-        session_ttl: Duration::from_secs(args.session_ttl_secs),
-        closed_process_ttl: Duration::from_secs(args.closed_process_ttl_secs),
-    });
+    let ws_auth =
+        WsAuth::from_args(&args.ws_auth_args(), matches!(listen, Listen::Stdio)).map_err(anyhow::Error::msg)?;
+    let server = ServerState::new(
+        SessionConfig {
+            session_ttl: Duration::from_secs(args.session_ttl_secs),
+            closed_process_ttl: Duration::from_secs(args.closed_process_ttl_secs),
+        },
+        ws_auth,
+    );
     match listen {
         Listen::Stdio => execd_server::serve_stdio(server, shutdown_signal()).await,
         Listen::Ws(addr) => {

@@ -1,12 +1,13 @@
 //! The WebSocket listener: `/` upgrades to a JSON-RPC connection, `/readyz`
-//! answers 200, everything else 404; any `Origin` header gets 403 first.
+//! answers 200, everything else 404; any `Origin` header gets 403 first; with
+//! `--ws-auth`, upgrades without a valid bearer token get 401.
 //! One JSON-RPC message per WebSocket message (text or binary); replies are text.
 
 use crate::connection::{self, TransportInfo, OUTBOUND_QUEUE};
 use crate::ServerState;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -40,11 +41,19 @@ async fn reject_origin(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
+/// Upgrades `/` (once the request is a valid upgrade, and authenticated if required).
 async fn upgrade(
     State(server): State<Arc<ServerState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if let Some(auth) = &server.ws_auth {
+        if let Err(refused) = auth.check(headers.get(header::AUTHORIZATION)) {
+            tracing::debug!(%peer, "websocket upgrade refused: {refused}");
+            return (StatusCode::UNAUTHORIZED, refused.to_string()).into_response();
+        }
+    }
     ws.max_frame_size(MAX_FRAME_BYTES)
         .max_message_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| serve_socket(server, socket, peer))

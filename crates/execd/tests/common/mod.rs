@@ -147,7 +147,17 @@ pub type RpcError = (i64, String);
 impl Client {
     /// Connects to a WebSocket URL.
     pub async fn websocket(url: &str) -> Client {
-        let (ws, _) = within("websocket connect", tokio_tungstenite::connect_async(url)).await.expect("connect");
+        Client::websocket_authorized(url, None).await
+    }
+
+    /// Connects to a WebSocket URL, sending `Authorization: <authorization>` if given.
+    pub async fn websocket_authorized(url: &str, authorization: Option<&str>) -> Client {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = url.into_client_request().expect("request");
+        if let Some(value) = authorization {
+            request.headers_mut().insert("authorization", value.parse().expect("header value"));
+        }
+        let (ws, _) = within("websocket connect", tokio_tungstenite::connect_async(request)).await.expect("connect");
         let (mut sink, mut stream) = ws.split();
         let (out, mut out_rx) = mpsc::unbounded_channel::<Outbound>();
         let (in_tx, inbox) = mpsc::unbounded_channel();
