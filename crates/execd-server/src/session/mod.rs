@@ -105,7 +105,7 @@ impl Session {
         }
         let spawned = execd_process::spawn(spec)?;
         let (release, released) = oneshot::channel();
-        let handle = ProcessHandle::start(self.clone(), id, spec.pty.is_some(), spawned, released);
+        let handle = ProcessHandle::start(self.clone(), id, spawned, released);
         table.insert(id.to_owned(), handle.clone());
         Ok((handle, release))
     }

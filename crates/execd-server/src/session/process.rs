@@ -100,7 +100,6 @@ pub struct ProcessHandle {
     id: Arc<str>,
     /// `id` as a JSON string literal, escaped once for the output hot path.
     id_json: String,
-    tty: bool,
     state: Mutex<State>,
     /// Bumped after every event, to wake long-polls.
     changed: watch::Sender<u64>,
@@ -111,7 +110,6 @@ impl ProcessHandle {
     pub(super) fn start(
         session: Arc<Session>,
         id: &str,
-        tty: bool,
         spawned: Spawned,
         released: oneshot::Receiver<()>,
     ) -> Arc<Self> {
@@ -132,7 +130,6 @@ impl ProcessHandle {
         let handle = Arc::new(ProcessHandle {
             id: Arc::from(id),
             id_json: serde_json::to_string(id).unwrap_or_else(|_| "\"\"".to_owned()),
-            tty,
             state: Mutex::new(State {
                 ring: OutputRing::new(RETAINED_BYTES),
                 next_seq: 1,
@@ -266,11 +263,6 @@ impl ProcessHandle {
         if let Some(group) = &lock(&self.state).group {
             let _ = group.signal(Signal::Kill);
         }
-    }
-
-    /// Whether this is a PTY process.
-    pub fn is_tty(&self) -> bool {
-        self.tty
     }
 }
 
