@@ -173,11 +173,8 @@ async fn start_result_echoes_any_process_id() {
 on_both_transports!(start_parameter_errors);
 
 async fn start_parameter_errors(t: Transport) {
-    let mut c = Conn::ready(t).await;
-    start_parameter_errors_on(&mut c.client).await;
-}
-
-async fn start_parameter_errors_on(c: &mut Client) {
+    let mut conn = Conn::ready(t).await;
+    let c = &mut conn.client;
     let base = start_params("e", &["true"]);
     let cases: Vec<(Value, i64, &str)> = vec![
         (with(base.clone(), json!({"argv": []})), -32602, "argv must not be empty"),
@@ -474,11 +471,8 @@ async fn env_policy_inherit_set_excludes_include_only() {
 on_both_transports!(tty_merges_streams_with_crlf_and_is_24x80);
 
 async fn tty_merges_streams_with_crlf_and_is_24x80(t: Transport) {
-    let mut c = Conn::ready(t).await;
-    tty_basics_on(&mut c.client).await;
-}
-
-async fn tty_basics_on(c: &mut Client) {
+    let mut conn = Conn::ready(t).await;
+    let c = &mut conn.client;
     let r = run(c, "echo", &["echo", "hi"], json!({"tty": true})).await;
     assert_eq!(r.stdout, b"hi\r\n");
     assert!(r.events.iter().all(|(_, k)| k == "pty" || k == "exited" || k == "closed"), "{:?}", r.events);
@@ -630,7 +624,11 @@ async fn run_table_process(c: &mut Client, id: &str) {
     assert_eq!(rest.exit_code, Some(0));
 }
 
-async fn read_table_on(c: &mut Client) {
+on_both_transports!(read_table_rows);
+
+async fn read_table_rows(t: Transport) {
+    let mut conn = Conn::ready(t).await;
+    let c = &mut conn.client;
     run_table_process(c, "t").await;
     let rows: Vec<(Value, Vec<u64>, u64)> = vec![
         (json!({}), vec![1, 2, 3, 4], 7),
@@ -668,13 +666,6 @@ async fn read_table_on(c: &mut Client) {
     }
 }
 
-on_both_transports!(read_table_rows);
-
-async fn read_table_rows(t: Transport) {
-    let mut c = Conn::ready(t).await;
-    read_table_on(&mut c.client).await;
-}
-
 #[tokio::test]
 async fn read_while_running_reports_state() {
     let server = Server::start(&[]);
@@ -698,11 +689,8 @@ async fn read_while_running_reports_state() {
 on_both_transports!(long_poll_returns_when_a_new_chunk_arrives);
 
 async fn long_poll_returns_when_a_new_chunk_arrives(t: Transport) {
-    let mut c = Conn::ready(t).await;
-    long_poll_chunk_on(&mut c.client).await;
-}
-
-async fn long_poll_chunk_on(c: &mut Client) {
+    let mut conn = Conn::ready(t).await;
+    let c = &mut conn.client;
     let params =
         with(start_params("lp", &["sh", "-c", "printf aaaa; read x; printf bbbb; read x"]), json!({"pipeStdin": true}));
     c.ok("process/start", params).await;
@@ -879,11 +867,8 @@ async fn write_is_answered_once_the_bytes_reached_the_child() {
 on_both_transports!(tty_write_reaches_the_program);
 
 async fn tty_write_reaches_the_program(t: Transport) {
-    let mut c = Conn::ready(t).await;
-    tty_write_on(&mut c.client).await;
-}
-
-async fn tty_write_on(c: &mut Client) {
+    let mut conn = Conn::ready(t).await;
+    let c = &mut conn.client;
     c.start("tc", &["cat"], json!({"tty": true})).await.unwrap();
     assert_eq!(write(c, "tc", b"hello\n", "w1").await, Ok(json!({"status": "accepted"})));
     // The terminal echoes the line, then `cat` prints it.

@@ -6,15 +6,11 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// Polling interval of the retry loops below (they all run under [`DEADLINE`]).
-const RETRY: Duration = Duration::from_millis(10);
 
 /// Ends the client's connection with a Close frame and waits until it is gone.
 async fn detach(c: &mut Client) {
@@ -30,7 +26,7 @@ async fn resume_retrying(server: &Server, session_id: &str) -> (Client, Value) {
         loop {
             match c.resume(session_id).await {
                 Ok(r) => return (c, r),
-                Err((-32010, _)) => tokio::time::sleep(RETRY).await, // retry loop under the deadline
+                Err((-32010, _)) => retry_pause().await,
                 Err(e) => panic!("resume {session_id} failed: {e:?}"),
             }
         }
@@ -109,7 +105,7 @@ async fn poll_until<T>(what: &str, mut probe: impl FnMut() -> Result<T, String>)
                 Ok(v) => return v,
                 Err(e) => last = e,
             }
-            tokio::time::sleep(Duration::from_millis(20)).await; // polling interval under the deadline
+            retry_pause().await;
         }
     })
     .await;
@@ -411,7 +407,7 @@ async fn a_closed_process_stays_readable_for_its_ttl_then_its_id_is_free() {
                 Ok(r) => assert_eq!(r["closed"], true, "{r}"),
                 Err(e) => return e,
             }
-            tokio::time::sleep(Duration::from_millis(20)).await; // retry loop under the deadline
+            retry_pause().await;
         }
     })
     .await;

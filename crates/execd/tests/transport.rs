@@ -336,36 +336,33 @@ const STATUS_READY: &str = r#"{"status":"ready"}"#;
 // §1.1 Command line
 // ---------------------------------------------------------------------------------
 
-#[test]
-fn listen_rejects_a_host_name() {
-    let (status, stdout, stderr) = run_execd(&["serve", "--listen", "ws://localhost:1"]);
+/// `execd serve --listen URL` must fail, print nothing on stdout, and name the problem on stderr.
+fn assert_listen_rejected(url: &str, message: &str) {
+    let (status, stdout, stderr) = run_execd(&["serve", "--listen", url]);
     assert!(!status.success(), "status {status:?}");
     assert!(stdout.is_empty(), "nothing on stdout: {stdout:?}");
-    assert!(
-        stderr.contains("invalid websocket --listen URL `ws://localhost:1`; expected `ws://IP:PORT`"),
-        "stderr: {stderr}"
+    assert!(stderr.contains(message), "stderr: {stderr}");
+}
+
+#[test]
+fn listen_rejects_a_host_name() {
+    assert_listen_rejected(
+        "ws://localhost:1",
+        "invalid websocket --listen URL `ws://localhost:1`; expected `ws://IP:PORT`",
     );
 }
 
 #[test]
 fn listen_rejects_a_websocket_url_without_port() {
-    let (status, _, stderr) = run_execd(&["serve", "--listen", "ws://127.0.0.1"]);
-    assert!(!status.success(), "status {status:?}");
-    assert!(
-        stderr.contains("invalid websocket --listen URL `ws://127.0.0.1`; expected `ws://IP:PORT`"),
-        "stderr: {stderr}"
+    assert_listen_rejected(
+        "ws://127.0.0.1",
+        "invalid websocket --listen URL `ws://127.0.0.1`; expected `ws://IP:PORT`",
     );
 }
 
 #[test]
 fn listen_rejects_other_schemes() {
-    let (status, stdout, stderr) = run_execd(&["serve", "--listen", "http://x"]);
-    assert!(!status.success(), "status {status:?}");
-    assert!(stdout.is_empty(), "nothing on stdout: {stdout:?}");
-    assert!(
-        stderr.contains("unsupported --listen URL `http://x`; expected `ws://IP:PORT` or `stdio`"),
-        "stderr: {stderr}"
-    );
+    assert_listen_rejected("http://x", "unsupported --listen URL `http://x`; expected `ws://IP:PORT` or `stdio`");
 }
 
 #[test]

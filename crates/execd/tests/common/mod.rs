@@ -30,10 +30,17 @@ pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
 pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     within(what, async {
         while !cond() {
-            tokio::time::sleep(Duration::from_millis(20)).await; // allowed: polling interval inside the deadline helper
+            retry_pause().await;
         }
     })
     .await
+}
+
+/// The pause between two attempts of a retry loop that runs under [`within`],
+/// for conditions no event announces (the server noticing a disconnect, a
+/// retention timer, a pid leaving /proc). The one place tests pause.
+pub async fn retry_pause() {
+    tokio::time::sleep(Duration::from_millis(20)).await; // allowed: polling interval of deadline-bounded retries
 }
 
 /// The path of the built `execd` binary.
