@@ -7,6 +7,7 @@
 
 pub mod bytes64;
 pub mod environment;
+pub mod fs;
 pub mod initialize;
 pub mod jsonrpc;
 pub mod process;

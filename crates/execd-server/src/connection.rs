@@ -10,6 +10,8 @@
 //! so no number of outstanding requests can deadlock the connection.
 
 use crate::dispatch::{Ctx, Reply};
+use crate::fs::handles::Handles;
+use crate::fs::watch::MissingWatch;
 use crate::session::{lock, Outbound, Session, SessionError, SessionRegistry};
 use crate::ServerState;
 use bytes::Bytes;
@@ -42,6 +44,13 @@ pub struct ConnectionState {
     id: u64,
     outbound: Outbound,
     state: Mutex<(Handshake, Option<Arc<Session>>)>,
+    /// File handles of this connection (not part of the session).
+    pub handles: Handles,
+    /// The missing-path watch of this connection (not part of the session).
+    pub missing_watch: MissingWatch,
+    /// Filesystem requests of this connection take effect one at a time, in
+    /// arrival order (a fair lock, first polled by the reader loop).
+    pub fs_order: tokio::sync::Mutex<()>,
 }
 
 impl ConnectionState {
@@ -50,6 +59,9 @@ impl ConnectionState {
             id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
             outbound,
             state: Mutex::new((Handshake::New, None)),
+            handles: Handles::default(),
+            missing_watch: MissingWatch::default(),
+            fs_order: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -60,6 +72,11 @@ impl ConnectionState {
             Handshake::New => Err(format!("client must call initialize before using {family} methods")),
             Handshake::Initialized => Err(format!("client must send initialized before using {family} methods")),
         }
+    }
+
+    /// This connection's outbound queue (for connection-scoped notifications).
+    pub fn outbound(&self) -> &Outbound {
+        &self.outbound
     }
 
     /// The session, once `initialize` succeeded.

@@ -86,6 +86,30 @@ impl Router {
         self.route::<M, _, _, _>(gate, handler, |(r, after)| (r, Some(after)));
     }
 
+    /// Registers a handler that writes the whole response text itself (for large
+    /// results built in place, such as `fs/readFile`). It must produce exactly
+    /// what serializing `M::Result` would, given the request id.
+    pub fn add_prebuilt<M, F, Fut>(&mut self, gate: Gate, handler: F)
+    where
+        M: Method,
+        F: Fn(Ctx, M::Params, RequestId) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, ServerError>> + Send + 'static,
+    {
+        let prepare = move |ctx: Ctx, raw: Option<&RawValue>, id: RequestId| -> BoxFuture<'static, Reply> {
+            let params = match decode::<M>(&ctx, gate, raw, &id) {
+                Ok(params) => params,
+                Err(reply) => return ready(reply),
+            };
+            handler(ctx, params, id.clone())
+                .map(move |outcome| match outcome {
+                    Ok(text) => Reply { text, after: None },
+                    Err(e) => Reply::error(&id, e.code(), e.to_string()),
+                })
+                .boxed()
+        };
+        self.routes.insert(M::NAME, Box::new(prepare));
+    }
+
     fn route<M, F, Fut, O>(&mut self, gate: Gate, handler: F, split: fn(O) -> (M::Result, Option<AfterReply>))
     where
         M: Method,
@@ -94,15 +118,10 @@ impl Router {
         O: 'static,
     {
         let prepare = move |ctx: Ctx, raw: Option<&RawValue>, id: RequestId| -> BoxFuture<'static, Reply> {
-            let params = match serde_json::from_str::<M::Params>(raw.map_or("null", |r| r.get())) {
-                Ok(p) => p,
-                Err(e) => return ready(Reply::error(&id, codes::INVALID_PARAMS, params_error_message(&e))),
+            let params = match decode::<M>(&ctx, gate, raw, &id) {
+                Ok(params) => params,
+                Err(reply) => return ready(reply),
             };
-            if let Gate::Family(family) = gate {
-                if let Err(message) = ctx.conn.check_gate(family) {
-                    return ready(Reply::error(&id, codes::INVALID_REQUEST, message));
-                }
-            }
             handler(ctx, params)
                 .map(move |outcome| match outcome {
                     Ok(out) => {
@@ -134,6 +153,16 @@ impl Router {
             )),
         }
     }
+}
+
+/// Decodes a request's params (errors first, as the reference does), then checks the gate.
+fn decode<M: Method>(ctx: &Ctx, gate: Gate, raw: Option<&RawValue>, id: &RequestId) -> Result<M::Params, Reply> {
+    let params = serde_json::from_str::<M::Params>(raw.map_or("null", |r| r.get()))
+        .map_err(|e| Reply::error(id, codes::INVALID_PARAMS, params_error_message(&e)))?;
+    if let Gate::Family(family) = gate {
+        ctx.conn.check_gate(family).map_err(|message| Reply::error(id, codes::INVALID_REQUEST, message))?;
+    }
+    Ok(params)
 }
 
 fn ready(reply: Reply) -> BoxFuture<'static, Reply> {

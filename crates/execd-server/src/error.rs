@@ -1,5 +1,6 @@
 //! Errors of the server's layers and the one place they become JSON-RPC codes.
 
+use crate::fs::FsError;
 use crate::session::SessionError;
 use crate::uri::UriError;
 use execd_protocol::jsonrpc::{codes, ErrorObject};
@@ -19,6 +20,9 @@ pub enum ServerError {
     /// A session or process error.
     #[error(transparent)]
     Session(#[from] SessionError),
+    /// A filesystem error.
+    #[error(transparent)]
+    Fs(#[from] FsError),
 }
 
 impl ServerError {
@@ -35,6 +39,9 @@ impl ServerError {
                 SessionError::Busy(_) => codes::SESSION_BUSY,
                 SessionError::Spawn(_) | SessionError::StdinWrite => codes::INTERNAL_ERROR,
             },
+            ServerError::Fs(e) if e.is_not_found() => codes::NOT_FOUND,
+            ServerError::Fs(e) if e.is_os_error() => codes::INTERNAL_ERROR,
+            ServerError::Fs(_) => codes::INVALID_REQUEST,
         }
     }
 

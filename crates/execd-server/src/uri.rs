@@ -12,6 +12,9 @@ pub enum UriError {
     /// A scheme other than `file`.
     #[error("unsupported path URI scheme `{0}`")]
     Scheme(String),
+    /// A `file:` URI naming another host.
+    #[error("path URI `{0}` is not valid on this exec-server host")]
+    NotLocal(String),
     /// A `file:` URI naming another host, used as a working directory.
     #[error("cwd URI `{0}` is not valid on this exec-server host: '{0}' is invalid on 'linux'")]
     CwdNotLocal(String),
@@ -30,6 +33,13 @@ pub fn parse_file_uri(text: &str) -> Result<Url, UriError> {
 pub fn cwd_path(text: &str) -> Result<PathBuf, UriError> {
     let url = parse_file_uri(text)?;
     url.to_file_path().map_err(|()| UriError::CwdNotLocal(url.to_string()))
+}
+
+/// The local path a `file:` URI names, without a trailing `/`.
+pub fn file_path(text: &str) -> Result<PathBuf, UriError> {
+    let url = parse_file_uri(text)?;
+    let path = url.to_file_path().map_err(|()| UriError::NotLocal(url.to_string()))?;
+    Ok(path.components().collect())
 }
 
 /// The `file:` URI of an absolute local path.
@@ -53,5 +63,7 @@ mod tests {
             "cwd URI `file://tmp/` is not valid on this exec-server host: 'file://tmp/' is invalid on 'linux'"
         );
         assert_eq!(path_to_uri(Path::new("/a b")), "file:///a%20b");
+        assert_eq!(file_path("file:///tmp/x/").unwrap(), PathBuf::from("/tmp/x"));
+        assert_eq!(file_path("file:///").unwrap(), PathBuf::from("/"));
     }
 }

@@ -54,6 +54,11 @@ fn gated_methods() -> Vec<(&'static str, Value, &'static str)> {
             json!({"cwd": "file:///tmp", "configPaths": [], "requirementsPaths": []}),
             "environment config",
         ),
+        ("fs/readFile", json!({"path": "file:///etc/hostname"}), "filesystem"),
+        ("fs/getMetadata", json!({"path": "file:///tmp"}), "filesystem"),
+        ("fs/open", json!({"handleId": "h", "path": "file:///etc/hostname"}), "filesystem"),
+        ("fs/close", json!({"handleId": "h"}), "filesystem"),
+        ("fs/watchMissing", json!({"watchId": 1, "missing": []}), "filesystem"),
     ]
 }
 
@@ -202,13 +207,16 @@ async fn param_decoding_precedes_the_gate(t: Transport) {
 
 async fn unimplemented_methods_answer_method_not_found(t: Transport) {
     let mut c = Conn::open(t).await;
-    let read = json!({"path": "file:///etc/hostname"});
+    let discover = json!({"cwd": "file:///tmp"});
     let http = json!({"method": "GET", "url": "http://127.0.0.1:9/", "requestId": "r"});
-    assert_eq!(c.err("fs/readFile", read.clone()).await, (-32601, stub_message("fs/readFile")), "{t:?}");
-    assert_eq!(c.err("http/request", http.clone()).await, (-32601, stub_message("http/request")), "{t:?}");
-    c.handshake().await;
-    assert_eq!(c.err("fs/readFile", read).await, (-32601, stub_message("fs/readFile")), "{t:?}");
-    assert_eq!(c.err("http/request", http).await, (-32601, stub_message("http/request")), "{t:?}");
+    for round in ["before", "after"] {
+        if round == "after" {
+            c.handshake().await;
+        }
+        let e = c.err("capabilities/discoverV2", discover.clone()).await;
+        assert_eq!(e, (-32601, stub_message("capabilities/discoverV2")), "{t:?} {round}");
+        assert_eq!(c.err("http/request", http.clone()).await, (-32601, stub_message("http/request")), "{t:?} {round}");
+    }
     assert_open(&mut c, t).await;
 }
 

@@ -7,6 +7,7 @@ use crate::session::Session;
 use std::sync::Arc;
 
 mod environment;
+mod fs;
 mod initialize;
 mod process;
 
@@ -15,6 +16,7 @@ pub fn router() -> Router {
     let mut router = Router::default();
     initialize::register(&mut router);
     environment::register(&mut router);
+    fs::register(&mut router);
     process::register(&mut router);
     router
 }

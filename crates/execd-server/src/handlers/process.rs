@@ -8,8 +8,7 @@ use crate::uri;
 use execd_process::{PtySize, SpawnSpec};
 use execd_protocol::process::{
     OutputChunk, ProcessRead, ProcessSignal, ProcessStart, ProcessTerminate, ProcessWrite, ReadParams, ReadResult,
-    SandboxParams, SignalParams, StartResult, TerminateParams, TerminateResult, WireExecParams, WriteParams,
-    WriteResult, WriteStatus,
+    SignalParams, StartResult, TerminateParams, TerminateResult, WireExecParams, WriteParams, WriteResult, WriteStatus,
 };
 use execd_protocol::{Base64Bytes, EmptyResult};
 use std::future::{ready, Future, Ready};
@@ -35,7 +34,7 @@ fn start_now(ctx: &Ctx, p: WireExecParams) -> Result<(StartResult, AfterReply), 
         return Err(ServerError::InvalidParams("argv must not be empty".into()));
     }
     if let Some(sandbox) = &p.sandbox {
-        refuse_restricting_sandbox(sandbox)?;
+        crate::sandbox::refuse_restricting(sandbox)?;
     }
     let cwd = uri::cwd_path(&p.cwd)?;
     let server_env = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
@@ -53,27 +52,6 @@ fn start_now(ctx: &Ctx, p: WireExecParams) -> Result<(StartResult, AfterReply), 
     };
     let (_, after) = ctx.session()?.start_process(&p.process_id, &spec)?;
     Ok((StartResult { process_id: p.process_id, sandbox_type: "none".into() }, after))
-}
-
-/// execd has no sandbox yet: a command that asked for restrictions is refused,
-/// never run unrestricted. Profiles that restrict nothing are accepted.
-fn refuse_restricting_sandbox(sandbox: &SandboxParams) -> Result<(), ServerError> {
-    let perms = &sandbox.permissions;
-    let kind = perms.get("type").and_then(|t| t.as_str()).unwrap_or("");
-    let unrestricted = match kind {
-        "disabled" => true,
-        "managed" => {
-            perms.pointer("/file_system/type").and_then(|t| t.as_str()) == Some("unrestricted")
-                && perms.get("network").and_then(|n| n.as_str()) == Some("enabled")
-        }
-        _ => false,
-    };
-    if unrestricted {
-        return Ok(());
-    }
-    Err(ServerError::InvalidParams(format!(
-        "sandbox permissions of type `{kind}` are not supported by this execd build: refusing to run the command unsandboxed"
-    )))
 }
 
 fn process(ctx: &Ctx, id: &str) -> Result<Option<Arc<ProcessHandle>>, ServerError> {
