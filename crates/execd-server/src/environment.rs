@@ -12,7 +12,9 @@ pub const EXECUTOR_VERSION: &str = "0.169.0";
 /// Capabilities execd advertises. Names from the reference mean the same thing;
 /// `execd*` names are execd's own guarantees and extensions (see docs/protocol.md).
 pub const CAPABILITIES: &[(&str, bool)] = &[
+    ("fsWatchMissing", true),
     ("environmentConfigRead", true),
+    ("fileWriteStreaming", true),
     ("windowsMxc", false),
     ("execdConcurrentRequests", true),
     ("execdOrderedProcessEvents", true),

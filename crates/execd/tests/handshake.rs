@@ -168,7 +168,9 @@ fn expected_environment_info(actual: &Value) -> Value {
         "temporaryDirectories": tmp.iter().map(|t| file_uri(t)).collect::<Vec<_>>(),
         "tempDir": file_uri(tmp.as_deref().unwrap_or(std::path::Path::new("/tmp"))),
         "capabilities": {
+            "fsWatchMissing": true,
             "environmentConfigRead": true,
+            "fileWriteStreaming": true,
             "windowsMxc": false,
             "execdConcurrentRequests": true,
             "execdOrderedProcessEvents": true,
