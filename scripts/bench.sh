@@ -13,8 +13,9 @@ cd "$(dirname "$0")/.."
 SHARED=${SHARED:-../shared}
 OUT=${1:-target/bench/results.jsonl}
 ROUNDS=${ROUNDS:-3}
-mkdir -p "$(dirname "$OUT")"
+mkdir -p "$(dirname "$OUT")" target/bench
 : > "$OUT"
+rm -f target/bench/execd.url target/bench/ref.url
 
 cargo build --release -q -p execd
 cargo build --release -q --manifest-path "$SHARED/bench/Cargo.toml" --target-dir target/exec-bench
