@@ -22,6 +22,7 @@ cargo build --release -q --manifest-path "$SHARED/bench/Cargo.toml" --target-dir
 BENCH=target/exec-bench/release/exec-bench
 "$SHARED/reference/start-reference.sh" path > /dev/null # installs the reference once
 
+rm -f target/bench/execd.url target/bench/ref.url
 target/release/execd serve --listen ws://127.0.0.1:0 > target/bench/execd.url 2> target/bench/execd.log &
 EXECD_PID=$!
 REF_PORT=${REF_PORT:-47900}
@@ -62,4 +63,19 @@ for round in $(seq "$ROUNDS"); do
   done
   echo "round $round done" >&2
 done
+# fsread: throughput, and the peak RSS (VmHWM) of a fresh server serving it.
+stop $EXECD_PID
+stop $REF_PID
+rm -f target/bench/execd.url target/bench/ref.url
+target/release/execd serve --listen ws://127.0.0.1:0 > target/bench/execd.url 2>> target/bench/execd.log &
+EXECD_PID=$!
+CODEX_HOME=${CODEX_HOME:-$HOME/.cache/execd-reference/home} "$SHARED/reference/start-reference.sh" exec-server "$REF_PORT" \
+  > target/bench/ref.url 2>> target/bench/ref.log &
+REF_PID=$!
+for _ in $(seq 100); do
+  [[ -s target/bench/execd.url && -s target/bench/ref.url ]] && break
+  sleep 0.1
+done
+run execd "$(head -1 target/bench/execd.url)" "$EXECD_PID" fsread --mib 64 --iters 3
+run reference "$(head -1 target/bench/ref.url)" "$REF_PID" fsread --mib 64 --iters 3
 python3 scripts/bench_summary.py "$OUT"

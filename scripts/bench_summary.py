@@ -14,6 +14,8 @@ METRICS = {
     "conns": ("total_s", None, "s", "lower"),
     "stdin": ("mib_per_s", None, "MiB/s", "higher"),
     "idle_rss": ("rss_kib", None, "KiB", "lower"),
+    "fsread": ("mib_per_s", None, "MiB/s", "higher"),
+    "fsread_peak_rss": ("server", "hwm_kib_after", "KiB", "lower"),
 }
 
 
@@ -41,6 +43,8 @@ def main(path):
         values[(name, label)].append(value(rec, field, sub))
         if name == "fanout":
             values[("fanout_peak_rss", label)].append(value(rec, "server", "rss_kib_peak_sampled"))
+        if name == "fsread":
+            values[("fsread_peak_rss", label)].append(value(rec, "server", "hwm_kib_after"))
     print(f"{'benchmark':<18} {'execd':>12} {'reference':>12} {'ratio':>8}  unit (better)")
     for name, (_, _, unit, better) in METRICS.items():
         e = [v for v in values.get((name, "execd"), []) if v is not None]
