@@ -5,9 +5,10 @@
 //! handshake, and hands requests to the [`Router`](crate::dispatch::Router).
 //! Requests whose reply is ready at once are answered inline; the others run
 //! as tasks, at most [`MAX_IN_FLIGHT`] at a time, so a long-poll never blocks
-//! later requests and replies may come out of order. When the in-flight limit
-//! is reached the loop stops reading (backpressure) but replies keep flowing,
-//! so no number of outstanding requests can deadlock the connection.
+//! later requests and replies may come out of order. When the in-flight limits
+//! (a count, and the bytes of pending request text) are reached the loop stops
+//! reading (backpressure) but replies keep flowing, so no number of
+//! outstanding requests can deadlock the connection or grow it without bound.
 
 use crate::dispatch::{Ctx, Reply};
 use crate::fs::handles::Handles;
@@ -24,6 +25,8 @@ use tokio::task::JoinSet;
 
 /// Most requests of one connection that may be pending at once.
 pub const MAX_IN_FLIGHT: usize = 16_384;
+/// Most bytes of request text one connection may have pending at once (in KiB).
+pub const MAX_IN_FLIGHT_KIB: usize = 256 * 1024;
 /// Capacity of a connection's outbound queue, in messages.
 pub const OUTBOUND_QUEUE: usize = 256;
 
@@ -127,6 +130,7 @@ where
     let conn = Arc::new(ConnectionState::new(outbound.clone()));
     let ctx = Ctx { server: server.clone(), conn: conn.clone() };
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let kib_budget = Arc::new(Semaphore::new(MAX_IN_FLIGHT_KIB));
     let mut tasks = JoinSet::new();
     while let Some(frame) = inbound.next().await {
         while tasks.try_join_next().is_some() {}
@@ -142,11 +146,18 @@ where
                 let mut reply = server.router.prepare(ctx.clone(), &method, params, id);
                 if let Some(reply) = (&mut reply).now_or_never() {
                     deliver(&outbound, reply).await;
-                } else if let Ok(permit) = permits.clone().acquire_owned().await {
+                } else {
+                    // A pending request may hold its params (up to a whole message): bound both.
+                    let kib = u32::try_from(frame.len().div_ceil(1024).clamp(1, MAX_IN_FLIGHT_KIB)).unwrap_or(u32::MAX);
+                    let (Ok(slot), Ok(bytes)) =
+                        (permits.clone().acquire_owned().await, kib_budget.clone().acquire_many_owned(kib).await)
+                    else {
+                        break;
+                    };
                     let outbound = outbound.clone();
                     tasks.spawn(async move {
                         deliver(&outbound, reply.await).await;
-                        drop(permit);
+                        drop((slot, bytes));
                     });
                 }
             }
