@@ -44,6 +44,8 @@ pub mod codes {
     pub const NOT_FOUND: i64 = -32004;
     /// A session already attached to another connection.
     pub const SESSION_BUSY: i64 = -32010;
+    /// Too many pending requests on the connection; retry later (execd).
+    pub const OVERLOADED: i64 = -32001;
 }
 
 /// The `error` member of an error response. No `data` member is ever written.

@@ -5,10 +5,11 @@
 //! handshake, and hands requests to the [`Router`](crate::dispatch::Router).
 //! Requests whose reply is ready at once are answered inline; the others run
 //! as tasks, at most [`MAX_IN_FLIGHT`] at a time, so a long-poll never blocks
-//! later requests and replies may come out of order. When the in-flight limits
-//! (a count, and the bytes of pending request text) are reached the loop stops
-//! reading (backpressure) but replies keep flowing, so no number of
-//! outstanding requests can deadlock the connection or grow it without bound.
+//! later requests and replies may come out of order. Pending requests are
+//! bounded by count and by bytes of request text; past either bound a request
+//! is refused (-32001) before it has any effect. The loop never waits for a
+//! pending request, so no number of them can deadlock the connection, grow it
+//! without bound, or hide a disconnect.
 
 use crate::dispatch::{Ctx, Reply};
 use crate::fs::handles::Handles;
@@ -27,6 +28,8 @@ use tokio::task::JoinSet;
 pub const MAX_IN_FLIGHT: usize = 16_384;
 /// Most bytes of request text one connection may have pending at once (in KiB).
 pub const MAX_IN_FLIGHT_KIB: usize = 256 * 1024;
+/// The error text for a request refused because of those limits.
+pub const OVERLOADED_MESSAGE: &str = "server overloaded: too many pending requests on this connection; retry later";
 /// Capacity of a connection's outbound queue, in messages.
 pub const OUTBOUND_QUEUE: usize = 256;
 
@@ -143,17 +146,23 @@ where
                 let _ = outbound.send(error_text(&RequestId::PARSE_ERROR, &error)).await;
             }
             Ok(Incoming::Request { id, method, params }) => {
+                // A request may stay pending holding its params (up to a whole message):
+                // both the count and the bytes are bounded. Past them the request is
+                // refused before it has any effect, and the loop keeps reading, so a
+                // client that disconnects is always noticed.
+                let kib = u32::try_from(frame.len().div_ceil(1024).clamp(1, MAX_IN_FLIGHT_KIB)).unwrap_or(u32::MAX);
+                let (Ok(slot), Ok(bytes)) =
+                    (permits.clone().try_acquire_owned(), kib_budget.clone().try_acquire_many_owned(kib))
+                else {
+                    let error = ErrorObject { code: codes::OVERLOADED, message: OVERLOADED_MESSAGE.into() };
+                    let _ = outbound.send(error_text(&id, &error)).await;
+                    continue;
+                };
                 let mut reply = server.router.prepare(ctx.clone(), &method, params, id);
                 if let Some(reply) = (&mut reply).now_or_never() {
+                    drop((slot, bytes));
                     deliver(&outbound, reply).await;
                 } else {
-                    // A pending request may hold its params (up to a whole message): bound both.
-                    let kib = u32::try_from(frame.len().div_ceil(1024).clamp(1, MAX_IN_FLIGHT_KIB)).unwrap_or(u32::MAX);
-                    let (Ok(slot), Ok(bytes)) =
-                        (permits.clone().acquire_owned().await, kib_budget.clone().acquire_many_owned(kib).await)
-                    else {
-                        break;
-                    };
                     let outbound = outbound.clone();
                     tasks.spawn(async move {
                         deliver(&outbound, reply.await).await;

@@ -1249,3 +1249,46 @@ async fn pipelined_requests_take_effect_in_order(t: Transport) {
         assert_eq!(into_result(c.response(*id).await), Ok(json!({})), "request {id}");
     }
 }
+
+/// Writing to a FIFO never blocks the connection: the request is refused and
+/// later filesystem requests on the same connection are still served.
+#[tokio::test]
+async fn write_opens_refuse_a_fifo_without_blocking() {
+    let dir = temp_dir("fifo-write");
+    let fifo = dir.join("fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo").success());
+    let uri = format!("file://{}", fifo.display());
+    let not_a_file = (-32600, format!("path `{}` is not a file", fifo.display()));
+    let server = Server::start(&[]);
+    let mut c = server.client().await;
+    for follow in [true, false] {
+        let params = json!({"path": uri, "dataBase64": "eA==", "followSymlinks": follow});
+        assert_eq!(c.err("fs/writeFile", params).await, not_a_file);
+    }
+    let open = json!({"handleId": "h", "path": uri, "mode": "replace"});
+    assert_eq!(c.err("fs/open", open).await, not_a_file);
+    let src = dir.join("src.txt");
+    std::fs::write(&src, b"x").expect("write");
+    let copy = json!({"sourcePath": format!("file://{}", src.display()), "destinationPath": uri, "recursive": false});
+    assert_eq!(c.err("fs/copy", copy).await, not_a_file);
+    let meta = c.ok("fs/getMetadata", json!({"path": format!("file://{}", src.display())})).await;
+    assert_eq!(meta["size"], 1);
+}
+
+/// A destination that is a link into the source is caught before copying.
+#[tokio::test]
+async fn copy_into_itself_through_a_symlinked_destination_is_refused() {
+    let dir = temp_dir("copy-link-into-self");
+    std::fs::create_dir_all(dir.join("src/s")).expect("mkdir");
+    std::os::unix::fs::symlink(dir.join("src/s"), dir.join("link")).expect("symlink");
+    let server = Server::start(&[]);
+    let mut c = server.client().await;
+    let params = json!({
+        "sourcePath": format!("file://{}", dir.join("src").display()),
+        "destinationPath": format!("file://{}", dir.join("link").display()),
+        "recursive": true,
+    });
+    let expected = (-32600, "fs/copy cannot copy a directory to itself or one of its descendants".to_owned());
+    assert_eq!(c.err("fs/copy", params).await, expected);
+    assert_eq!(std::fs::read_dir(dir.join("src/s")).expect("read_dir").count(), 0, "nothing was copied");
+}

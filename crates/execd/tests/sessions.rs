@@ -686,3 +686,30 @@ async fn sigterm_to_the_server_kills_every_process() {
     eventually("every process to die after the server's SIGTERM", || pids.iter().all(|p| !alive(*p))).await;
     assert_eq!(a.closed().await, None, "the connection ends with the server");
 }
+
+/// With every pending slot taken (long-polls that will not end), a new request
+/// is refused with -32001 before it has any effect, and a client that then goes
+/// away is still noticed: its session detaches and can be resumed.
+#[tokio::test]
+async fn a_saturated_connection_refuses_requests_and_still_notices_a_disconnect() {
+    let server = Server::start(&[]);
+    let mut c = server.client().await;
+    c.start("s", &["sleep", "1000"], json!({})).await.unwrap();
+    for _ in 0..16_384 {
+        c.send_request("process/read", json!({"processId": "s", "waitMs": 600_000}));
+    }
+    let refused = c.send_request(
+        "process/start",
+        json!({
+            "processId": "never", "argv": ["true"], "cwd": "file:///tmp", "env": {}, "tty": false
+        }),
+    );
+    let overloaded = "server overloaded: too many pending requests on this connection; retry later";
+    assert_eq!(into_result(c.response(refused).await), Err((-32001, overloaded.to_owned())));
+    let session = c.session_id.clone();
+    detach(&mut c).await;
+    let (mut resumed, _) = resume_retrying(&server, &session).await;
+    let never = resumed.err("process/read", json!({"processId": "never"})).await;
+    assert_eq!(never, (-32600, "unknown process id never".to_owned()), "the refused start had no effect");
+    assert_eq!(resumed.ok("process/terminate", json!({"processId": "s"})).await, json!({"running": true}));
+}

@@ -6,8 +6,8 @@ use crate::session::lock;
 use bytes::Bytes;
 use execd_protocol::fs::OpenMode;
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -42,7 +42,7 @@ impl Handles {
         self.admit(id)?;
         let file = match mode {
             OpenMode::Read => ops::open_regular(path, true)?.0,
-            OpenMode::Replace => OpenOptions::new().write(true).create(true).truncate(true).mode(0o666).open(path)?,
+            OpenMode::Replace => ops::open_for_write(path, true)?,
         };
         let mut open = lock(&self.open);
         // A concurrent open may have taken the id or the last slot meanwhile.

@@ -3,10 +3,9 @@
 use super::{errno, is_root, nofollow, FsError, MAX_DIRECTORY_ENTRIES, MAX_READ_FILE_BYTES};
 use execd_protocol::fs::{DirectoryEntry, Metadata};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatxFlags, CWD};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Raw bytes read per step while encoding a file; a multiple of 3, so the
@@ -70,15 +69,39 @@ pub fn read_file_into(path: &Path, follow: bool, prefix: &str, suffix: &str) -> 
     Ok(out)
 }
 
+/// Opens `path` for writing (created or truncated, in place: hard links keep
+/// sharing the file) without ever blocking: a FIFO is refused as not a file.
+pub fn open_for_write(path: &Path, follow: bool) -> Result<File, FsError> {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let mode = Mode::from_raw_mode(0o666);
+    let opened = if follow {
+        rustix::fs::open(path, flags, mode).map_err(io::Error::from)
+    } else {
+        nofollow::open(path, flags, mode)
+    };
+    let fd = match opened {
+        Ok(fd) => fd,
+        // A FIFO without a reader: refusing beats blocking until one appears.
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) => {
+            return Err(FsError::NotAFile(path.to_owned()))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let stat = rustix::fs::fstat(&fd).map_err(errno)?;
+    if FileType::from_raw_mode(stat.st_mode) == FileType::Fifo {
+        return Err(FsError::NotAFile(path.to_owned()));
+    }
+    rustix::fs::fcntl_setfl(&fd, OFlags::empty()).map_err(errno)?;
+    // Truncate only once the target is known to be writable in place.
+    if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile {
+        rustix::fs::ftruncate(&fd, 0).map_err(errno)?;
+    }
+    Ok(File::from(fd))
+}
+
 /// `fs/writeFile`: creates or truncates in place (hard links keep sharing the file).
 pub fn write_file(path: &Path, data: &[u8], follow: bool) -> Result<(), FsError> {
-    let mut file = if follow {
-        OpenOptions::new().write(true).create(true).truncate(true).mode(0o666).open(path)?
-    } else {
-        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC;
-        File::from(nofollow::open(path, flags, Mode::from_raw_mode(0o666))?)
-    };
-    file.write_all(data)?;
+    open_for_write(path, follow)?.write_all(data)?;
     Ok(())
 }
 
@@ -99,7 +122,8 @@ fn statx_at(dir: impl AsFd, name: &Path, follow: bool) -> Result<rustix::fs::Sta
 
 fn metadata_of(stx: &rustix::fs::Statx, is_symlink: bool) -> Metadata {
     let kind = FileType::from_raw_mode(u32::from(stx.stx_mode));
-    let ms = |t: rustix::fs::StatxTimestamp| t.tv_sec * 1000 + i64::from(t.tv_nsec / 1_000_000);
+    let ms =
+        |t: rustix::fs::StatxTimestamp| t.tv_sec.saturating_mul(1000).saturating_add(i64::from(t.tv_nsec / 1_000_000));
     let has_btime = StatxFlags::from_bits_retain(stx.stx_mask).contains(StatxFlags::BTIME);
     Metadata {
         is_directory: kind == FileType::Directory,
@@ -160,11 +184,11 @@ pub fn read_directory(path: &Path) -> Result<Vec<DirectoryEntry>, FsError> {
 
 /// `fs/remove`. `/` is never removed (`EBUSY`), whatever the flags.
 pub fn remove(path: &Path, recursive: bool, force: bool, follow: bool) -> Result<(), FsError> {
-    if !follow && recursive {
-        return Err(FsError::RecursiveNoFollow);
-    }
     if is_root(path) {
         return Err(errno(rustix::io::Errno::BUSY));
+    }
+    if !follow && recursive {
+        return Err(FsError::RecursiveNoFollow);
     }
     let missing_ok = |e: FsError| if force && e.is_not_found() { Ok(()) } else { Err(e) };
     if !follow {
@@ -209,8 +233,15 @@ pub fn copy(source: &Path, destination: &Path, recursive: bool) -> Result<(), Fs
             return Err(FsError::CopyNeedsRecursive);
         }
         let src = std::fs::canonicalize(source)?;
-        let dst_parent = destination.parent().map(std::fs::canonicalize).transpose()?;
-        let dst = dst_parent.map(|p| p.join(destination.file_name().unwrap_or_default())).unwrap_or_default();
+        // Where the copy would really land: the destination itself if it exists
+        // (it may be a link into the source), else its canonical parent + name.
+        let dst = match std::fs::canonicalize(destination) {
+            Ok(real) => real,
+            Err(_) => {
+                let parent = destination.parent().map(std::fs::canonicalize).transpose()?;
+                parent.map(|p| p.join(destination.file_name().unwrap_or_default())).unwrap_or_default()
+            }
+        };
         if dst.starts_with(&src) {
             return Err(FsError::CopyIntoItself);
         }
@@ -223,7 +254,10 @@ fn copy_entry(source: &Path, destination: &Path, kind: std::fs::FileType) -> Res
     if kind.is_symlink() {
         std::os::unix::fs::symlink(std::fs::read_link(source)?, destination)?;
     } else if kind.is_file() {
-        std::fs::copy(source, destination)?;
+        let mut from = File::open(source)?;
+        let mut to = open_for_write(destination, true)?;
+        io::copy(&mut from, &mut to)?;
+        to.set_permissions(from.metadata()?.permissions())?;
     } else if kind.is_dir() {
         copy_dir(source, destination)?;
     } else {

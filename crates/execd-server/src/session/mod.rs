@@ -66,6 +66,8 @@ struct Attachment {
     conn: Option<(u64, Outbound)>,
     /// Bumped at every attach and detach; an expiry timer only acts if it still matches.
     epoch: u64,
+    /// The session expired or ended: it can never be attached again.
+    ended: bool,
 }
 
 /// One session.
@@ -145,7 +147,7 @@ impl SessionRegistry {
         let session = Arc::new(Session {
             id: id.clone(),
             config: self.config,
-            attachment: Mutex::new(Attachment { conn: Some((conn, outbound)), epoch: 0 }),
+            attachment: Mutex::new(Attachment { conn: Some((conn, outbound)), epoch: 0, ended: false }),
             processes: Mutex::new(HashMap::new()),
         });
         lock(&self.sessions).insert(id, session.clone());
@@ -157,6 +159,9 @@ impl SessionRegistry {
         let session =
             lock(&self.sessions).get(id).cloned().ok_or_else(|| SessionError::UnknownSession(id.to_owned()))?;
         let mut att = lock(&session.attachment);
+        if att.ended {
+            return Err(SessionError::UnknownSession(id.to_owned()));
+        }
         if att.conn.is_some() {
             return Err(SessionError::Busy(id.to_owned()));
         }
@@ -189,19 +194,27 @@ impl SessionRegistry {
 
     /// Ends a session now (a stdio connection has nothing to resume).
     pub fn end(&self, session: &Arc<Session>) {
+        let mut att = lock(&session.attachment);
+        att.ended = true;
+        att.conn = None;
+        drop(att);
         lock(&self.sessions).remove(session.id());
-        lock(&session.attachment).conn = None;
         session.kill_all();
     }
 
+    /// Ends a session whose detach `epoch` is still current. The check and the
+    /// `ended` mark happen under one lock, so a racing resume either wins (and
+    /// the session lives on) or finds the session gone.
     fn expire(&self, session: &Arc<Session>, epoch: u64) {
-        let att = lock(&session.attachment);
-        if att.conn.is_some() || att.epoch != epoch {
+        let mut att = lock(&session.attachment);
+        if att.conn.is_some() || att.epoch != epoch || att.ended {
             return;
         }
+        att.ended = true;
         drop(att);
         tracing::info!(session = session.id(), "detached session expired; killing its processes");
-        self.end(session);
+        lock(&self.sessions).remove(session.id());
+        session.kill_all();
     }
 
     /// Kills every process of every session (server shutdown).

@@ -44,29 +44,42 @@ struct StdinWrite {
     done: oneshot::Sender<bool>,
 }
 
+/// Accepted `writeId`s, remembered as keyed 64-bit hashes so that memory does
+/// not depend on how long the ids are.
 #[derive(Default)]
 struct WriteIds {
-    set: HashSet<String>,
-    order: VecDeque<String>,
+    hasher: std::collections::hash_map::RandomState,
+    set: HashSet<u64>,
+    order: VecDeque<u64>,
 }
 
 impl WriteIds {
-    fn insert(&mut self, id: &str) -> bool {
-        if !self.set.insert(id.to_owned()) {
-            return false;
+    fn key(&self, id: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(id)
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.set.contains(&self.key(id))
+    }
+
+    fn insert(&mut self, id: &str) {
+        let key = self.key(id);
+        if !self.set.insert(key) {
+            return;
         }
-        self.order.push_back(id.to_owned());
+        self.order.push_back(key);
         if self.order.len() > REMEMBERED_WRITE_IDS {
             if let Some(old) = self.order.pop_front() {
                 self.set.remove(&old);
             }
         }
-        true
     }
 
     fn remove(&mut self, id: &str) {
-        if self.set.remove(id) {
-            self.order.retain(|x| x != id);
+        let key = self.key(id);
+        if self.set.remove(&key) {
+            self.order.retain(|k| *k != key);
         }
     }
 }
@@ -215,7 +228,7 @@ impl ProcessHandle {
     ) -> Result<impl std::future::Future<Output = Result<WriteStatus, SessionError>> + Send + 'static, WriteStatus>
     {
         let mut st = lock(&self.state);
-        if st.write_ids.set.contains(write_id) {
+        if st.write_ids.contains(write_id) {
             return Err(WriteStatus::Accepted);
         }
         let Some(stdin) = st.stdin.clone() else {
