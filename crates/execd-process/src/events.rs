@@ -4,7 +4,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -89,37 +89,32 @@ impl Reader {
             Source::Pipe(pipe) => pipe.as_fd(),
             Source::Pty(fd) => fd.get_ref().as_fd(),
         };
-        let spare: &mut [MaybeUninit<u8>] = self.buf.spare_capacity_mut();
-        let len = CHUNK_BYTES.min(spare.len());
-        match rustix::io::read(fd, &mut spare[..len]) {
-            Ok((filled, _)) if !filled.is_empty() => {
-                let n = filled.len();
-                // SAFETY: `read` initialised the first `n` bytes of the spare capacity.
-                unsafe { self.buf.set_len(self.buf.len() + n) };
-                Ok(Some(self.buf.split().freeze()))
-            }
+        match read_into(fd, &mut self.buf) {
+            Ok(n) if n > 0 => Ok(Some(self.buf.split().freeze())),
             Ok(_) => Err(()),
-            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => Ok(None),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => Ok(None),
             Err(_) => Err(()),
         }
     }
 }
 
+/// One `read` of at most [`CHUNK_BYTES`] into `buf`'s spare capacity.
+fn read_into(fd: BorrowedFd<'_>, buf: &mut BytesMut) -> io::Result<usize> {
+    let spare: &mut [MaybeUninit<u8>] = buf.spare_capacity_mut();
+    let len = CHUNK_BYTES.min(spare.len());
+    let (filled, _) = rustix::io::read(fd, &mut spare[..len])?;
+    let n = filled.len();
+    // SAFETY: `read` initialised the first `n` bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
 async fn read_pty(fd: &AsyncFd<OwnedFd>, buf: &mut BytesMut) -> io::Result<usize> {
     loop {
         let mut guard = fd.readable().await?;
-        let spare: &mut [MaybeUninit<u8>] = buf.spare_capacity_mut();
-        let len = CHUNK_BYTES.min(spare.len());
-        let spare = &mut spare[..len];
-        match guard.try_io(|inner| rustix::io::read(inner.get_ref(), &mut *spare).map_err(io::Error::from)) {
-            Ok(Ok((filled, _))) => {
-                let n = filled.len();
-                // SAFETY: `read` initialised the first `n` bytes of the spare capacity.
-                unsafe { buf.set_len(buf.len() + n) };
-                return Ok(n);
-            }
+        match guard.try_io(|inner| read_into(inner.get_ref().as_fd(), buf)) {
             Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Ok(Err(e)) => return Err(e),
+            Ok(result) => return result,
             Err(_would_block) => continue,
         }
     }

@@ -50,3 +50,34 @@ impl ServerError {
         ErrorObject { code: self.code(), message: self.to_string() }
     }
 }
+
+/// An OS error as `<text> (os error N)`, with the reference's wording (it is
+/// built with musl) for the errors whose text differs from glibc's.
+pub fn os_message(e: &std::io::Error) -> String {
+    let musl = match e.raw_os_error().map(rustix::io::Errno::from_raw_os_error) {
+        Some(rustix::io::Errno::LOOP) => "Symbolic link loop",
+        Some(rustix::io::Errno::BUSY) => "Resource busy",
+        Some(rustix::io::Errno::XDEV) => "Cross-device link",
+        Some(rustix::io::Errno::NAMETOOLONG) => "Filename too long",
+        Some(rustix::io::Errno::MFILE) => "No file descriptors available",
+        _ => return e.to_string(),
+    };
+    format!("{musl} (os error {})", e.raw_os_error().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    #[test]
+    fn os_messages_use_the_reference_wording() {
+        let e = |code| os_message(&io::Error::from_raw_os_error(code));
+        assert_eq!(e(40), "Symbolic link loop (os error 40)");
+        assert_eq!(e(16), "Resource busy (os error 16)");
+        assert_eq!(e(2), "No such file or directory (os error 2)");
+        assert_eq!(FsError::Io(io::Error::from_raw_os_error(40)).to_string(), "Symbolic link loop (os error 40)");
+        let spawn = SessionError::Spawn(execd_process::SpawnError::Io(io::Error::from_raw_os_error(40)));
+        assert_eq!(spawn.to_string(), "Symbolic link loop (os error 40)");
+    }
+}

@@ -11,6 +11,7 @@ pub mod watch;
 
 pub use walk::walk;
 
+use crate::error::os_message;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -96,20 +97,6 @@ impl FsError {
     }
 }
 
-/// An OS error as `<text> (os error N)`, with the reference's wording (it is
-/// built with musl) for the errors whose text differs from glibc's.
-pub fn os_message(e: &io::Error) -> String {
-    let musl = match e.raw_os_error().map(rustix::io::Errno::from_raw_os_error) {
-        Some(rustix::io::Errno::LOOP) => "Symbolic link loop",
-        Some(rustix::io::Errno::BUSY) => "Resource busy",
-        Some(rustix::io::Errno::XDEV) => "Cross-device link",
-        Some(rustix::io::Errno::NAMETOOLONG) => "Filename too long",
-        Some(rustix::io::Errno::MFILE) => "No file descriptors available",
-        _ => return e.to_string(),
-    };
-    format!("{musl} (os error {})", e.raw_os_error().unwrap_or_default())
-}
-
 /// Runs blocking filesystem work on tokio's blocking pool.
 pub async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, FsError> + Send + 'static,
@@ -125,18 +112,4 @@ fn errno(code: rustix::io::Errno) -> FsError {
 /// Whether `path` is `/`.
 fn is_root(path: &Path) -> bool {
     path.parent().is_none()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn os_messages_use_the_reference_wording() {
-        let e = |code| os_message(&io::Error::from_raw_os_error(code));
-        assert_eq!(e(40), "Symbolic link loop (os error 40)");
-        assert_eq!(e(16), "Resource busy (os error 16)");
-        assert_eq!(e(2), "No such file or directory (os error 2)");
-        assert_eq!(FsError::Io(io::Error::from_raw_os_error(40)).to_string(), "Symbolic link loop (os error 40)");
-    }
 }

@@ -48,11 +48,18 @@ pub enum SessionError {
     #[error("process {0} already exists")]
     ProcessExists(String),
     /// The operating system refused to start the process.
-    #[error(transparent)]
+    #[error("{}", spawn_message(.0))]
     Spawn(#[from] SpawnError),
     /// The process's stdin is gone.
     #[error("failed to write to process stdin")]
     StdinWrite,
+}
+
+fn spawn_message(e: &SpawnError) -> String {
+    match e {
+        SpawnError::Io(io) => crate::error::os_message(io),
+        other => other.to_string(),
+    }
 }
 
 /// Locks a mutex, recovering from poisoning (no lock here guards a broken invariant on panic).
