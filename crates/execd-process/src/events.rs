@@ -1,14 +1,18 @@
-//! The event stream of one child: output chunks, one `Exited`, one `Closed`.
+//! The event stream of one child: output chunks, one `Exited`, one `Closed`,
+//! with the limits its owner asked for (output caps, a timeout, a drain window).
 
 use bytes::{BufMut, Bytes, BytesMut};
+use rustix::process::Pid;
 use std::collections::VecDeque;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::time::Instant;
 
-/// Most bytes read into one output chunk. Measured with the shared bench client:
+/// Most bytes of one `read` from a stream. Measured with the shared bench client:
 /// 16 KiB chunks stream faster end to end than 64-256 KiB ones, because each
 /// message's encode and decode stay in cache on both sides (BENCHMARKS.md).
 pub const CHUNK_BYTES: usize = 16 * 1024;
@@ -24,23 +28,55 @@ pub enum StreamKind {
     Pty,
 }
 
+/// What the owner of a process asks its event stream to enforce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most bytes delivered per stream. Output past it is read and discarded,
+    /// so the child never blocks on a full pipe. `None`: no cap.
+    pub output_cap: Option<u64>,
+    /// Counted from the spawn: when it passes before the child exits, the
+    /// whole process group is SIGKILLed and `Exited` reports `timed_out`.
+    pub timeout: Option<Duration>,
+    /// After the exit, how long to wait for the streams to reach EOF before
+    /// `Closed` is reported anyway (and the streams dropped). `None`: forever.
+    pub drain: Option<Duration>,
+    /// Target bytes of one output event: after a read, what the kernel already
+    /// holds for the same stream is appended up to this size.
+    pub batch_bytes: usize,
+}
+
+impl Default for Limits {
+    /// No cap, no timeout, no drain limit, [`CHUNK_BYTES`] per event.
+    fn default() -> Self {
+        Limits { output_cap: None, timeout: None, drain: None, batch_bytes: CHUNK_BYTES }
+    }
+}
+
 /// One thing that happened to a child.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// Bytes from one stream (never empty).
+    /// Bytes from one stream. Empty only when a cap of 0 was reached.
     Output {
         /// The stream.
         stream: StreamKind,
         /// The bytes.
         data: Bytes,
+        /// The stream's cap is reached with this chunk; no more output follows on it.
+        cap_reached: bool,
     },
     /// The child was reaped. `code` is its status, or 128 + signal number.
     Exited {
         /// The exit code.
         code: i32,
+        /// The timeout passed and killed the process group.
+        timed_out: bool,
     },
-    /// Exited, and every output stream reached EOF: nothing more will come.
-    Closed,
+    /// Exited, and every output stream reached EOF (or the drain window closed):
+    /// nothing more will come.
+    Closed {
+        /// The drain window closed while a stream below its cap was still open.
+        drain_timed_out: bool,
+    },
 }
 
 /// A child's output pipe: readable through tokio, and directly by descriptor.
@@ -52,56 +88,117 @@ enum Source {
     Pty(AsyncFd<OwnedFd>),
 }
 
-/// One output stream and its read buffer.
+/// One output stream, its read buffer and its cap accounting.
 pub(crate) struct Reader {
     kind: StreamKind,
     source: Source,
     buf: BytesMut,
+    /// Bytes delivered so far (counted against the cap).
+    delivered: u64,
+    /// The cap was reached: everything read now is discarded.
+    capped: bool,
 }
 
 impl Reader {
     pub(crate) fn pipe(kind: StreamKind, pipe: Box<dyn PipeRead>) -> Self {
-        Reader { kind, source: Source::Pipe(pipe), buf: BytesMut::new() }
+        Self::new(kind, Source::Pipe(pipe))
     }
 
     pub(crate) fn pty(fd: AsyncFd<OwnedFd>) -> Self {
-        Reader { kind: StreamKind::Pty, source: Source::Pty(fd), buf: BytesMut::new() }
+        Self::new(StreamKind::Pty, Source::Pty(fd))
     }
 
-    /// Reads the next chunk; `None` at EOF (a PTY's EIO counts as EOF) or on error.
-    /// Cancel-safe: a chunk is either fully returned or not read at all.
-    async fn read(&mut self) -> Option<Bytes> {
-        self.buf.reserve(CHUNK_BYTES);
-        let n = match &mut self.source {
-            Source::Pipe(pipe) => pipe.read_buf(&mut (&mut self.buf).limit(CHUNK_BYTES)).await.ok()?,
-            Source::Pty(fd) => read_pty(fd, &mut self.buf).await.ok()?,
-        };
-        (n > 0).then(|| self.buf.split().freeze())
+    fn new(kind: StreamKind, source: Source) -> Self {
+        Reader { kind, source, buf: BytesMut::new(), delivered: 0, capped: false }
     }
 
-    /// Reads what the kernel already holds, without waiting: `Ok(None)` when
-    /// nothing is buffered, `Err` at EOF or on error. The descriptors are
-    /// non-blocking, so this never blocks; a stale readiness flag left in the
-    /// reactor only costs one `EAGAIN` later.
-    fn read_now(&mut self) -> Result<Option<Bytes>, ()> {
-        self.buf.reserve(CHUNK_BYTES);
+    /// One non-blocking `read` of at most `max` bytes, appended to the buffer.
+    fn read_buffered(&mut self, max: usize) -> io::Result<usize> {
         let fd = match &self.source {
             Source::Pipe(pipe) => pipe.as_fd(),
             Source::Pty(fd) => fd.get_ref().as_fd(),
         };
-        match read_into(fd, &mut self.buf) {
-            Ok(n) if n > 0 => Ok(Some(self.buf.split().freeze())),
-            Ok(_) => Err(()),
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => Ok(None),
-            Err(_) => Err(()),
+        read_into(fd, &mut self.buf, max)
+    }
+
+    /// The next output event; `None` at EOF (a PTY's EIO counts as EOF) or on error.
+    /// Cancel-safe: bytes are either returned or still in the kernel.
+    async fn next(&mut self, limits: &Limits) -> Option<Event> {
+        loop {
+            let batch = limits.batch_bytes.max(1);
+            self.buf.reserve(batch.min(CHUNK_BYTES));
+            let n = match &mut self.source {
+                Source::Pipe(pipe) => pipe.read_buf(&mut (&mut self.buf).limit(CHUNK_BYTES)).await.ok()?,
+                Source::Pty(fd) => read_pty(fd, &mut self.buf).await.ok()?,
+            };
+            if n == 0 {
+                return None;
+            }
+            // Append what is already buffered, without waiting (EOF or an error
+            // shows up again at the next read).
+            while self.buf.len() < batch {
+                let want = (batch - self.buf.len()).min(CHUNK_BYTES);
+                self.buf.reserve(want);
+                match self.read_buffered(want) {
+                    Ok(n) if n > 0 => {}
+                    _ => break,
+                }
+            }
+            if let Some(event) = self.admit(limits) {
+                return Some(event);
+            }
         }
+    }
+
+    /// One read of what the kernel already holds, without waiting. The
+    /// descriptors are non-blocking, so this never blocks; a stale readiness
+    /// flag left in the reactor only costs one `EAGAIN` later.
+    fn read_now(&mut self, limits: &Limits) -> ReadNow {
+        self.buf.reserve(CHUNK_BYTES);
+        match self.read_buffered(CHUNK_BYTES) {
+            Ok(n) if n > 0 => self.admit(limits).map_or(ReadNow::Discarded, ReadNow::Event),
+            Ok(_) => ReadNow::End,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => ReadNow::Empty,
+            Err(_) => ReadNow::End,
+        }
+    }
+
+    /// Turns the buffered bytes into an event, cut to the cap; `None` when the
+    /// cap was already reached (the bytes are discarded).
+    fn admit(&mut self, limits: &Limits) -> Option<Event> {
+        if self.capped {
+            self.buf.clear();
+            return None;
+        }
+        let mut data = self.buf.split();
+        if let Some(cap) = limits.output_cap {
+            let room = cap.saturating_sub(self.delivered);
+            if data.len() as u64 >= room {
+                data.truncate(room as usize);
+                self.capped = true;
+            }
+        }
+        self.delivered += data.len() as u64;
+        Some(Event::Output { stream: self.kind, data: data.freeze(), cap_reached: self.capped })
     }
 }
 
-/// One `read` of at most [`CHUNK_BYTES`] into `buf`'s spare capacity.
-fn read_into(fd: BorrowedFd<'_>, buf: &mut BytesMut) -> io::Result<usize> {
+/// What one non-blocking read gave.
+enum ReadNow {
+    /// Output to deliver.
+    Event(Event),
+    /// Output past the cap, dropped.
+    Discarded,
+    /// Nothing buffered.
+    Empty,
+    /// EOF or an error: the stream is done.
+    End,
+}
+
+/// One `read` of at most `max` bytes into `buf`'s spare capacity.
+fn read_into(fd: BorrowedFd<'_>, buf: &mut BytesMut, max: usize) -> io::Result<usize> {
     let spare: &mut [MaybeUninit<u8>] = buf.spare_capacity_mut();
-    let len = CHUNK_BYTES.min(spare.len());
+    let len = max.min(spare.len());
     let (filled, _) = rustix::io::read(fd, &mut spare[..len])?;
     let n = filled.len();
     // SAFETY: `read` initialised the first `n` bytes of the spare capacity.
@@ -112,7 +209,7 @@ fn read_into(fd: BorrowedFd<'_>, buf: &mut BytesMut) -> io::Result<usize> {
 async fn read_pty(fd: &AsyncFd<OwnedFd>, buf: &mut BytesMut) -> io::Result<usize> {
     loop {
         let mut guard = fd.readable().await?;
-        match guard.try_io(|inner| read_into(inner.get_ref().as_fd(), buf)) {
+        match guard.try_io(|inner| read_into(inner.get_ref().as_fd(), buf, CHUNK_BYTES)) {
             Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
             Ok(result) => return result,
             Err(_would_block) => continue,
@@ -123,50 +220,100 @@ async fn read_pty(fd: &AsyncFd<OwnedFd>, buf: &mut BytesMut) -> io::Result<usize
 /// The events of one child. Owned and driven by a single task.
 pub struct ProcessEvents {
     child: tokio::process::Child,
+    /// The child's process group (its pid), for the timeout's kill.
+    pgid: Option<Pid>,
     readers: [Option<Reader>; 2],
+    limits: Limits,
     /// Events decided but not yet returned (output drained at exit, then `Exited`).
     pending: VecDeque<Event>,
+    /// When the timeout fires (until the child exits).
+    timeout_at: Option<Instant>,
+    timed_out: bool,
+    /// Set at the exit: when the drain window closes.
+    drain_at: Option<Instant>,
     exited: bool,
     closed: bool,
 }
 
 impl ProcessEvents {
-    pub(crate) fn new(child: tokio::process::Child, readers: [Option<Reader>; 2]) -> Self {
-        ProcessEvents { child, readers, pending: VecDeque::new(), exited: false, closed: false }
+    pub(crate) fn new(child: tokio::process::Child, readers: [Option<Reader>; 2], limits: Limits) -> Self {
+        let pgid = child.id().and_then(|pid| i32::try_from(pid).ok()).and_then(Pid::from_raw);
+        let now = Instant::now();
+        ProcessEvents {
+            child,
+            pgid,
+            readers,
+            limits,
+            pending: VecDeque::new(),
+            timeout_at: limits.timeout.map(|t| deadline(now, t)),
+            timed_out: false,
+            drain_at: None,
+            exited: false,
+            closed: false,
+        }
     }
 
     /// The next event, or `None` after `Closed`. Reaps the child; never blocks a thread.
     ///
     /// Output the child wrote before it exited comes before `Exited`: when the
     /// child is reaped, what its streams already hold is read out first.
+    /// Cancel-safe: dropping the future loses no event.
     pub async fn next(&mut self) -> Option<Event> {
         if let Some(event) = self.pending.pop_front() {
             return Some(event);
         }
-        let ProcessEvents { child, readers: [a, b], pending, exited, closed } = self;
+        let ProcessEvents {
+            child,
+            pgid,
+            readers: [a, b],
+            limits,
+            pending,
+            timeout_at,
+            timed_out,
+            drain_at,
+            exited,
+            closed,
+        } = self;
         loop {
             if *closed {
                 return None;
             }
             if *exited && a.is_none() && b.is_none() {
                 *closed = true;
-                return Some(Event::Closed);
+                return Some(Event::Closed { drain_timed_out: false });
             }
+            let timeout = timeout_at.filter(|_| !*exited && !*timed_out);
             tokio::select! {
-                chunk = read_some(a), if a.is_some() => match chunk {
-                    Some(ev) => return Some(ev),
+                biased;
+                _ = sleep_until(timeout), if timeout.is_some() => {
+                    *timed_out = true;
+                    if let Some(pgid) = pgid {
+                        let _ = rustix::process::kill_process_group(*pgid, rustix::process::Signal::KILL);
+                    }
+                }
+                _ = sleep_until(*drain_at), if drain_at.is_some() => {
+                    // A stream whose cap was reached does not count as undrained.
+                    let undrained = [&*a, &*b].into_iter().flatten().any(|r| !r.capped);
+                    (*a, *b) = (None, None);
+                    *closed = true;
+                    return Some(Event::Closed { drain_timed_out: undrained });
+                }
+                event = read_some(a, limits), if a.is_some() => match event {
+                    Some(event) => return Some(event),
                     None => *a = None,
                 },
-                chunk = read_some(b), if b.is_some() => match chunk {
-                    Some(ev) => return Some(ev),
+                event = read_some(b, limits), if b.is_some() => match event {
+                    Some(event) => return Some(event),
                     None => *b = None,
                 },
                 status = child.wait(), if !*exited => {
                     *exited = true;
+                    *drain_at = limits.drain.map(|d| deadline(Instant::now(), d));
                     for reader in [&mut *a, &mut *b] {
-                        drain_now(reader, pending);
+                        drain_now(reader, limits, pending);
                     }
-                    pending.push_back(Event::Exited { code: status.map(crate::exit_code).unwrap_or(-1) });
+                    let code = status.map(crate::exit_code).unwrap_or(-1);
+                    pending.push_back(Event::Exited { code, timed_out: *timed_out });
                     return pending.pop_front();
                 }
             }
@@ -174,19 +321,38 @@ impl ProcessEvents {
     }
 }
 
-/// Queues every chunk a stream already holds; drops the stream at EOF.
-fn drain_now(reader: &mut Option<Reader>, pending: &mut VecDeque<Event>) {
-    while let Some(r) = reader.as_mut() {
-        match r.read_now() {
-            Ok(Some(data)) => pending.push_back(Event::Output { stream: r.kind, data }),
-            Ok(None) => return,
-            Err(()) => *reader = None,
+/// A year: what "no deadline" means where an instant is needed.
+const FOREVER: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `now + after`, or a year from now when that is not representable.
+fn deadline(now: Instant, after: Duration) -> Instant {
+    now.checked_add(after).unwrap_or_else(|| now + FOREVER)
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Most reads of one stream at the exit: what the pipe can hold, twice over,
+/// so a descendant that keeps writing cannot hold up `Exited`.
+const DRAIN_READS: usize = 2 * (1 << 20) / CHUNK_BYTES;
+
+/// Queues the chunks a stream already holds; drops the stream at EOF.
+fn drain_now(reader: &mut Option<Reader>, limits: &Limits, pending: &mut VecDeque<Event>) {
+    for _ in 0..DRAIN_READS {
+        let Some(r) = reader.as_mut() else { return };
+        match r.read_now(limits) {
+            ReadNow::Event(event) => pending.push_back(event),
+            ReadNow::Discarded => {}
+            ReadNow::Empty => return,
+            ReadNow::End => *reader = None,
         }
     }
 }
 
-async fn read_some(reader: &mut Option<Reader>) -> Option<Event> {
-    let r = reader.as_mut()?;
-    let data = r.read().await?;
-    Some(Event::Output { stream: r.kind, data })
+async fn read_some(reader: &mut Option<Reader>, limits: &Limits) -> Option<Event> {
+    reader.as_mut()?.next(limits).await
 }

@@ -22,6 +22,23 @@ impl Default for PtySize {
     }
 }
 
+/// The server's control of a child's terminal (a duplicate of the PTY master).
+#[derive(Clone, Debug)]
+pub struct PtyControl {
+    master: std::sync::Arc<OwnedFd>,
+}
+
+impl PtyControl {
+    pub(crate) fn new(master: std::sync::Arc<OwnedFd>) -> Self {
+        PtyControl { master }
+    }
+
+    /// Resizes the terminal; its foreground process group gets SIGWINCH.
+    pub fn resize(&self, size: PtySize) -> io::Result<()> {
+        set_size(&self.master, size)
+    }
+}
+
 /// A freshly allocated PTY pair.
 pub(crate) struct PtyPair {
     /// The server's end.

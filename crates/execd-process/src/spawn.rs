@@ -2,9 +2,9 @@
 //! environment, its own process group (pipes) or session with a controlling
 //! terminal (PTY).
 
-use crate::events::{ProcessEvents, Reader, StreamKind};
+use crate::events::{Limits, ProcessEvents, Reader, StreamKind};
 use crate::group::ProcessGroup;
-use crate::pty::{self, PtySize};
+use crate::pty::{self, PtyControl, PtySize};
 use crate::resolve::resolve_program;
 use crate::stdin::StdinWriter;
 use std::io;
@@ -31,6 +31,8 @@ pub struct SpawnSpec {
     pub pipe_stdin: bool,
     /// Run under a new PTY of this size (stdout and stderr merged).
     pub pty: Option<PtySize>,
+    /// Caps, timeout and drain window the event stream enforces.
+    pub limits: Limits,
 }
 
 /// Why a spawn failed.
@@ -54,6 +56,8 @@ pub struct Spawned {
     pub stdin: Option<StdinWriter>,
     /// The child's process group.
     pub group: ProcessGroup,
+    /// The child's terminal, for a PTY child.
+    pub pty: Option<PtyControl>,
 }
 
 /// Spawns a child. Must be called from within a tokio runtime.
@@ -69,12 +73,12 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .kill_on_drop(false);
     match spec.pty {
-        None => spawn_piped(cmd, spec.pipe_stdin),
-        Some(size) => spawn_pty(cmd, size),
+        None => spawn_piped(cmd, spec.pipe_stdin, spec.limits),
+        Some(size) => spawn_pty(cmd, size, spec.limits),
     }
 }
 
-fn spawn_piped(mut cmd: tokio::process::Command, pipe_stdin: bool) -> Result<Spawned, SpawnError> {
+fn spawn_piped(mut cmd: tokio::process::Command, pipe_stdin: bool, limits: Limits) -> Result<Spawned, SpawnError> {
     cmd.process_group(0)
         .stdin(if pipe_stdin { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
@@ -91,12 +95,13 @@ fn spawn_piped(mut cmd: tokio::process::Command, pipe_stdin: bool) -> Result<Spa
     Ok(Spawned {
         pid,
         group: ProcessGroup::new(pid, None)?,
-        events: ProcessEvents::new(child, [stdout, stderr]),
+        events: ProcessEvents::new(child, [stdout, stderr], limits),
         stdin,
+        pty: None,
     })
 }
 
-fn spawn_pty(mut cmd: tokio::process::Command, size: PtySize) -> Result<Spawned, SpawnError> {
+fn spawn_pty(mut cmd: tokio::process::Command, size: PtySize, limits: Limits) -> Result<Spawned, SpawnError> {
     let pair = pty::open(size)?;
     cmd.stdin(Stdio::from(pair.slave.try_clone()?))
         .stdout(Stdio::from(pair.slave.try_clone()?))
@@ -120,8 +125,9 @@ fn spawn_pty(mut cmd: tokio::process::Command, size: PtySize) -> Result<Spawned,
     let reader = Reader::pty(pty::register(pair.master)?);
     Ok(Spawned {
         pid,
-        group: ProcessGroup::new(pid, Some(control_fd))?,
-        events: ProcessEvents::new(child, [Some(reader), None]),
+        group: ProcessGroup::new(pid, Some(control_fd.clone()))?,
+        events: ProcessEvents::new(child, [Some(reader), None], limits),
         stdin: Some(StdinWriter::pty(pty::register(writer_fd)?)),
+        pty: Some(PtyControl::new(control_fd)),
     })
 }

@@ -5,7 +5,7 @@ use crate::env_policy;
 use crate::error::ServerError;
 use crate::session::{ProcessHandle, ReadRequest, SessionError};
 use crate::uri;
-use execd_process::{PtySize, SpawnSpec};
+use execd_process::{Limits, PtySize, SpawnSpec};
 use execd_protocol::process::{
     OutputChunk, ProcessRead, ProcessSignal, ProcessStart, ProcessTerminate, ProcessWrite, ReadParams, ReadResult,
     SignalParams, StartResult, TerminateParams, TerminateResult, WireExecParams, WriteParams, WriteResult, WriteStatus,
@@ -49,6 +49,7 @@ fn start_now(ctx: &Ctx, p: WireExecParams) -> Result<(StartResult, AfterReply), 
         env: env.into_iter().collect(),
         pipe_stdin: p.pipe_stdin,
         pty: p.tty.then(PtySize::default),
+        limits: Limits::default(),
     };
     let (_, after) = ctx.session()?.start_process(&p.process_id, &spec)?;
     Ok((StartResult { process_id: p.process_id, sandbox_type: "none".into() }, after))

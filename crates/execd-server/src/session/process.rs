@@ -8,7 +8,9 @@
 
 use super::{lock, Session, SessionError};
 use bytes::Bytes;
-use execd_process::{Event, OutputRing, ProcessEvents, ProcessGroup, RetainedChunk, Signal, Spawned, StreamKind};
+use execd_process::{
+    Event, OutputRing, ProcessEvents, ProcessGroup, RetainedChunk, Signal, Spawned, StdinFeeder, StreamKind,
+};
 use execd_protocol::jsonrpc::notification_text;
 use execd_protocol::process::{
     ClosedParams, ExitedParams, ProcessClosed, ProcessExited, ProcessOutput, StreamName, WriteStatus,
@@ -16,7 +18,7 @@ use execd_protocol::process::{
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 /// Output bytes retained per process.
@@ -33,15 +35,9 @@ struct State {
     closed: bool,
     /// `None` once the process closed: its group id may then be reused.
     group: Option<ProcessGroup>,
-    /// Queue to the stdin feeder; `None` when the process has no (more) stdin.
-    stdin: Option<mpsc::UnboundedSender<StdinWrite>>,
+    /// The stdin queue; `None` when the process has no (more) stdin.
+    stdin: Option<StdinFeeder>,
     write_ids: WriteIds,
-}
-
-/// One write to stdin, acknowledged once the bytes reached the pipe.
-struct StdinWrite {
-    data: Bytes,
-    done: oneshot::Sender<bool>,
 }
 
 /// Accepted `writeId`s, remembered as keyed 64-bit hashes so that memory does
@@ -127,19 +123,7 @@ impl ProcessHandle {
         released: oneshot::Receiver<()>,
     ) -> Arc<Self> {
         let Spawned { events, stdin, group, .. } = spawned;
-        let stdin = stdin.map(|mut writer| {
-            let (tx, mut rx) = mpsc::unbounded_channel::<StdinWrite>();
-            tokio::spawn(async move {
-                while let Some(w) = rx.recv().await {
-                    let ok = writer.write_all(&w.data).await.is_ok();
-                    let _ = w.done.send(ok);
-                    if !ok {
-                        break;
-                    }
-                }
-            });
-            tx
-        });
+        let stdin = stdin.map(StdinFeeder::start);
         let handle = Arc::new(ProcessHandle {
             id: Arc::from(id),
             id_json: serde_json::to_string(id).unwrap_or_else(|_| "\"\"".to_owned()),
@@ -169,9 +153,11 @@ impl ProcessHandle {
         let seq = st.next_seq;
         st.next_seq += 1;
         match event {
-            Event::Output { stream, data } => st.ring.push(RetainedChunk { seq, stream: *stream, data: data.clone() }),
-            Event::Exited { code } => st.exit = Some((*code, seq)),
-            Event::Closed => {
+            Event::Output { stream, data, .. } => {
+                st.ring.push(RetainedChunk { seq, stream: *stream, data: data.clone() })
+            }
+            Event::Exited { code, .. } => st.exit = Some((*code, seq)),
+            Event::Closed { .. } => {
                 st.closed = true;
                 st.group = None;
                 st.stdin = None;
@@ -184,14 +170,16 @@ impl ProcessHandle {
 
     fn notification(&self, seq: u64, event: Event) -> String {
         match event {
-            Event::Output { stream, data } => ProcessOutput::text(&self.id_json, seq, stream_name(stream), &data),
-            Event::Exited { code } => notification_text::<ProcessExited>(&ExitedParams {
+            Event::Output { stream, data, .. } => ProcessOutput::text(&self.id_json, seq, stream_name(stream), &data),
+            Event::Exited { code, .. } => notification_text::<ProcessExited>(&ExitedParams {
                 process_id: self.id.clone(),
                 seq,
                 exit_code: code,
                 sandbox_denied: false,
             }),
-            Event::Closed => notification_text::<ProcessClosed>(&ClosedParams { process_id: self.id.clone(), seq }),
+            Event::Closed { .. } => {
+                notification_text::<ProcessClosed>(&ClosedParams { process_id: self.id.clone(), seq })
+            }
         }
     }
 
@@ -240,11 +228,9 @@ impl ProcessHandle {
         }
         st.write_ids.insert(write_id);
         drop(st);
-        let (done, written) = oneshot::channel();
-        let queued = stdin.send(StdinWrite { data, done }).is_ok();
         let (handle, write_id) = (self.clone(), write_id.to_owned());
         Ok(async move {
-            if queued && matches!(written.await, Ok(true)) {
+            if stdin.queue(data).await.await {
                 Ok(WriteStatus::Accepted)
             } else {
                 lock(&handle.state).write_ids.remove(&write_id);
