@@ -198,6 +198,10 @@ fn to_text<T: Serialize>(value: &T) -> String {
 }
 
 /// The error's text without the ` at line L column C` suffix.
+pub fn serde_message(err: &serde_json::Error) -> String {
+    strip_position(err)
+}
+
 fn strip_position(err: &serde_json::Error) -> String {
     let mut text = err.to_string();
     if err.line() != 0 {

@@ -1,10 +1,12 @@
-//! Wire types of the execd JSON-RPC protocol, exec-server dialect.
+//! Wire types of the execd JSON-RPC protocol: the exec-server dialect, and the
+//! app-server process dialect in [`app`].
 //!
 //! This crate is the single source of truth for what travels on the wire: the
 //! JSON-RPC envelope ([`jsonrpc`]), byte payloads ([`Base64Bytes`]) and one type per
 //! method tying its name, params and result together ([`Method`], [`Notification`]).
 //! It has no runtime dependencies (no tokio) so that servers and clients share it.
 
+pub mod app;
 pub mod bytes64;
 pub mod environment;
 pub mod fs;

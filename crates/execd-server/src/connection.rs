@@ -11,7 +11,8 @@
 //! pending request, so no number of them can deadlock the connection, grow it
 //! without bound, or hide a disconnect.
 
-use crate::dispatch::{Ctx, Reply};
+use crate::app::AppConnection;
+use crate::dispatch::{Ctx, Dialect, Gate, Reply};
 use crate::fs::handles::Handles;
 use crate::fs::watch::MissingWatch;
 use crate::session::{lock, Outbound, Session, SessionError, SessionRegistry};
@@ -20,7 +21,7 @@ use bytes::Bytes;
 use execd_protocol::jsonrpc::{codes, error_text, ErrorObject, Incoming, RequestId};
 use futures_util::{FutureExt, Stream, StreamExt};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -50,6 +51,8 @@ pub struct ConnectionState {
     id: u64,
     outbound: Outbound,
     state: Mutex<(Handshake, Option<Arc<Session>>)>,
+    /// Set by a successful app-server dialect `initialize`.
+    app: OnceLock<Arc<AppConnection>>,
     /// File handles of this connection (not part of the session).
     pub handles: Handles,
     /// The missing-path watch of this connection (not part of the session).
@@ -65,19 +68,59 @@ impl ConnectionState {
             id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
             outbound,
             state: Mutex::new((Handshake::New, None)),
+            app: OnceLock::new(),
             handles: Handles::default(),
             missing_watch: MissingWatch::default(),
             fs_order: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// `Err(message)` unless the handshake is complete.
-    pub fn check_gate(&self, family: &str) -> Result<(), String> {
-        match lock(&self.state).0 {
-            Handshake::Ready => Ok(()),
-            Handshake::New => Err(format!("client must call initialize before using {family} methods")),
-            Handshake::Initialized => Err(format!("client must send initialized before using {family} methods")),
+    /// `Err(message)` unless the connection may use methods behind `gate`.
+    pub fn check_gate(&self, gate: Gate) -> Result<(), String> {
+        match gate {
+            Gate::Open => Ok(()),
+            Gate::Family(family) => match lock(&self.state).0 {
+                Handshake::Ready => Ok(()),
+                Handshake::New => Err(format!("client must call initialize before using {family} methods")),
+                Handshake::Initialized => Err(format!("client must send initialized before using {family} methods")),
+            },
+            Gate::App => self.app().map(|_| ()).ok_or_else(|| "Not initialized".to_owned()),
+            Gate::AppExperimental(method) => match self.app() {
+                None => Err("Not initialized".to_owned()),
+                Some(app) if !app.experimental_api => Err(format!("{method} requires experimentalApi capability")),
+                Some(_) => Ok(()),
+            },
         }
+    }
+
+    /// The dialect, once `initialize` succeeded.
+    pub fn dialect(&self) -> Option<Dialect> {
+        if self.app.get().is_some() {
+            return Some(Dialect::AppServer);
+        }
+        (lock(&self.state).0 != Handshake::New).then_some(Dialect::ExecServer)
+    }
+
+    /// The app-server dialect state, once its `initialize` succeeded.
+    pub fn app(&self) -> Option<&Arc<AppConnection>> {
+        self.app.get()
+    }
+
+    /// Opens the connection in the app-server dialect (its `initialize`); no
+    /// `initialized` notification is awaited. `Err` if already initialized.
+    pub fn initialize_app(
+        &self,
+        experimental_api: bool,
+        opted_out: Vec<String>,
+    ) -> Result<Arc<AppConnection>, &'static str> {
+        let mut st = lock(&self.state);
+        if st.0 != Handshake::New {
+            return Err("Already initialized");
+        }
+        let app = AppConnection::new(experimental_api, opted_out, self.outbound.clone());
+        self.app.set(app.clone()).map_err(|_| "Already initialized")?;
+        st.0 = Handshake::Ready;
+        Ok(app)
     }
 
     /// This connection's outbound queue (for connection-scoped notifications).
@@ -137,7 +180,12 @@ where
     let mut tasks = JoinSet::new();
     while let Some(frame) = inbound.next().await {
         while tasks.try_join_next().is_some() {}
+        let app = conn.app().is_some();
         match Incoming::parse(&frame) {
+            // The app-server dialect ignores what it cannot use: unparsable
+            // lines, requests with a null or fractional id, responses and
+            // notifications (`initialized` included).
+            Err(_) | Ok(Incoming::Notification { .. } | Incoming::Response { .. } | Incoming::Error { .. }) if app => {}
             Err(e) => {
                 let error = ErrorObject {
                     code: codes::INVALID_REQUEST,
@@ -158,7 +206,8 @@ where
                     let _ = outbound.send(error_text(&id, &error)).await;
                     continue;
                 };
-                let mut reply = server.router.prepare(ctx.clone(), &method, params, id);
+                let router = server.routers.select(&conn, &method, params);
+                let mut reply = router.prepare(ctx.clone(), &method, params, id);
                 if let Some(reply) = (&mut reply).now_or_never() {
                     drop((slot, bytes));
                     deliver(&outbound, reply).await;
@@ -183,6 +232,9 @@ where
         }
     }
     tasks.abort_all();
+    if let Some(app) = conn.app() {
+        app.kill_all();
+    }
     if let Some(session) = conn.session() {
         if transport.resumable {
             server.sessions.detach(&session, conn.id);

@@ -1,5 +1,10 @@
 //! Dispatch: from a method name and raw params to a reply, never touching a socket.
 //!
+//! There is one [`Router`] per dialect ([`Routers`]); a connection's dialect is
+//! chosen by its `initialize` (a `clientInfo` member selects the app-server
+//! dialect). The dialects differ in how they word params errors and unknown
+//! methods, and in their handshake gates.
+//!
 //! Each route is registered with its protocol type ([`Method`]), so the name,
 //! params and result types are tied together. For every request, in arrival
 //! order, the router decodes the params (decoding errors come before the
@@ -11,7 +16,10 @@
 use crate::connection::ConnectionState;
 use crate::error::ServerError;
 use crate::ServerState;
-use execd_protocol::jsonrpc::{codes, error_text, params_error_message, response_text, ErrorObject, RequestId};
+use execd_protocol::app::INVALID_REQUEST_PREFIX;
+use execd_protocol::jsonrpc::{
+    codes, error_text, params_error_message, response_text, serde_message, ErrorObject, RequestId,
+};
 use execd_protocol::Method;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
@@ -44,8 +52,22 @@ impl Reply {
 pub enum Gate {
     /// No gate (only `initialize`).
     Open,
-    /// The handshake must be complete; the name appears in gate errors.
+    /// The exec-server handshake must be complete; the name appears in gate errors.
     Family(&'static str),
+    /// An app-server dialect connection (`Not initialized` otherwise).
+    App,
+    /// An app-server dialect connection that opted into `experimentalApi`; the
+    /// method name appears in the error.
+    AppExperimental(&'static str),
+}
+
+/// The protocol dialect a connection speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// The Codex exec-server protocol (the default).
+    ExecServer,
+    /// The Codex app-server process API.
+    AppServer,
 }
 
 /// What handlers get: the server and the connection the request came on.
@@ -59,13 +81,23 @@ pub struct Ctx {
 
 type Prepare = dyn Fn(Ctx, Option<&RawValue>, RequestId) -> BoxFuture<'static, Reply> + Send + Sync;
 
-/// The method table.
-#[derive(Default)]
+/// The method table of one dialect.
 pub struct Router {
+    dialect: Dialect,
     routes: HashMap<&'static str, Box<Prepare>>,
 }
 
 impl Router {
+    /// An empty table for `dialect`.
+    pub fn new(dialect: Dialect) -> Self {
+        Router { dialect, routes: HashMap::new() }
+    }
+
+    /// Whether `method` is routed.
+    pub fn has(&self, method: &str) -> bool {
+        self.routes.contains_key(method)
+    }
+
     /// Registers a handler returning the method's result.
     pub fn add<M, F, Fut>(&mut self, gate: Gate, handler: F)
     where
@@ -95,8 +127,9 @@ impl Router {
         F: Fn(Ctx, M::Params, RequestId) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<String, ServerError>> + Send + 'static,
     {
+        let dialect = self.dialect;
         let prepare = move |ctx: Ctx, raw: Option<&RawValue>, id: RequestId| -> BoxFuture<'static, Reply> {
-            let params = match decode::<M>(&ctx, gate, raw, &id) {
+            let params = match decode::<M>(dialect, &ctx, gate, raw, &id) {
                 Ok(params) => params,
                 Err(reply) => return ready(reply),
             };
@@ -117,8 +150,9 @@ impl Router {
         Fut: Future<Output = Result<O, ServerError>> + Send + 'static,
         O: 'static,
     {
+        let dialect = self.dialect;
         let prepare = move |ctx: Ctx, raw: Option<&RawValue>, id: RequestId| -> BoxFuture<'static, Reply> {
-            let params = match decode::<M>(&ctx, gate, raw, &id) {
+            let params = match decode::<M>(dialect, &ctx, gate, raw, &id) {
                 Ok(params) => params,
                 Err(reply) => return ready(reply),
             };
@@ -146,22 +180,80 @@ impl Router {
     ) -> BoxFuture<'static, Reply> {
         match self.routes.get(method) {
             Some(prepare) => prepare(ctx, params, id),
-            None => ready(Reply::error(
-                &id,
-                codes::METHOD_NOT_FOUND,
-                format!("exec-server stub does not implement `{method}` yet"),
-            )),
+            None => ready(match self.dialect {
+                Dialect::ExecServer => Reply::error(
+                    &id,
+                    codes::METHOD_NOT_FOUND,
+                    format!("exec-server stub does not implement `{method}` yet"),
+                ),
+                Dialect::AppServer => Reply::error(&id, codes::INVALID_REQUEST, self.unknown_variant(method)),
+            }),
+        }
+    }
+
+    /// The app-server dialect's unknown-method text, listing the methods served.
+    fn unknown_variant(&self, method: &str) -> String {
+        let mut names: Vec<&str> = self.routes.keys().copied().filter(|m| *m != "initialize").collect();
+        names.sort_unstable();
+        let list: Vec<String> = std::iter::once("initialize").chain(names).map(|m| format!("`{m}`")).collect();
+        format!("{INVALID_REQUEST_PREFIX}unknown variant `{method}`, expected one of {}", list.join(", "))
+    }
+}
+
+/// The method tables of both dialects.
+pub struct Routers {
+    /// The exec-server dialect.
+    pub exec: Router,
+    /// The app-server process dialect.
+    pub app: Router,
+}
+
+impl Routers {
+    /// The table a request goes to: the connection's dialect once initialized.
+    /// Before that, `initialize` with a `clientInfo` member and the methods only
+    /// the app-server dialect has go to its table; the rest to the default one.
+    pub fn select(&self, conn: &ConnectionState, method: &str, params: Option<&RawValue>) -> &Router {
+        match conn.dialect() {
+            Some(Dialect::AppServer) => &self.app,
+            Some(Dialect::ExecServer) => &self.exec,
+            None if method == "initialize" && has_client_info(params) => &self.app,
+            None if !self.exec.has(method) && self.app.has(method) => &self.app,
+            None => &self.exec,
         }
     }
 }
 
-/// Decodes a request's params (errors first, as the reference does), then checks the gate.
-fn decode<M: Method>(ctx: &Ctx, gate: Gate, raw: Option<&RawValue>, id: &RequestId) -> Result<M::Params, Reply> {
-    let params = serde_json::from_str::<M::Params>(raw.map_or("null", |r| r.get()))
-        .map_err(|e| Reply::error(id, codes::INVALID_PARAMS, params_error_message(&e)))?;
-    if let Gate::Family(family) = gate {
-        ctx.conn.check_gate(family).map_err(|message| Reply::error(id, codes::INVALID_REQUEST, message))?;
+/// Whether `initialize` params carry a `clientInfo` member (app-server shape).
+fn has_client_info(params: Option<&RawValue>) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(rename = "clientInfo", default)]
+        client_info: Option<serde::de::IgnoredAny>,
     }
+    params.and_then(|p| serde_json::from_str::<Probe>(p.get()).ok()).is_some_and(|p| p.client_info.is_some())
+}
+
+/// Decodes a request's params (errors first, as the reference does, worded per
+/// dialect), then checks the gate.
+fn decode<M: Method>(
+    dialect: Dialect,
+    ctx: &Ctx,
+    gate: Gate,
+    raw: Option<&RawValue>,
+    id: &RequestId,
+) -> Result<M::Params, Reply> {
+    let params = match (dialect, raw) {
+        (Dialect::AppServer, None) => {
+            let message = format!("{INVALID_REQUEST_PREFIX}missing field `params`");
+            return Err(Reply::error(id, codes::INVALID_REQUEST, message));
+        }
+        (Dialect::AppServer, Some(raw)) => serde_json::from_str::<M::Params>(raw.get()).map_err(|e| {
+            Reply::error(id, codes::INVALID_REQUEST, format!("{INVALID_REQUEST_PREFIX}{}", serde_message(&e)))
+        })?,
+        (Dialect::ExecServer, raw) => serde_json::from_str::<M::Params>(raw.map_or("null", |r| r.get()))
+            .map_err(|e| Reply::error(id, codes::INVALID_PARAMS, params_error_message(&e)))?,
+    };
+    ctx.conn.check_gate(gate).map_err(|message| Reply::error(id, codes::INVALID_REQUEST, message))?;
     Ok(params)
 }
 

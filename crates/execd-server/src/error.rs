@@ -1,5 +1,6 @@
 //! Errors of the server's layers and the one place they become JSON-RPC codes.
 
+use crate::app::AppError;
 use crate::fs::FsError;
 use crate::session::SessionError;
 use crate::uri::UriError;
@@ -23,6 +24,9 @@ pub enum ServerError {
     /// A filesystem error.
     #[error(transparent)]
     Fs(#[from] FsError),
+    /// An app-server dialect process error.
+    #[error(transparent)]
+    App(#[from] AppError),
 }
 
 impl ServerError {
@@ -42,6 +46,8 @@ impl ServerError {
             ServerError::Fs(e) if e.is_not_found() => codes::NOT_FOUND,
             ServerError::Fs(e) if e.is_os_error() => codes::INTERNAL_ERROR,
             ServerError::Fs(_) => codes::INVALID_REQUEST,
+            ServerError::App(AppError::Spawn(..) | AppError::Resize(_)) => codes::INTERNAL_ERROR,
+            ServerError::App(_) => codes::INVALID_REQUEST,
         }
     }
 

@@ -5,8 +5,10 @@
 //! - [`connection`]: the per-connection JSON-RPC loop, handshake, concurrency;
 //! - [`dispatch`]: typed method routing, never touching a socket;
 //! - [`handlers`]: one module per method family;
-//! - [`session`]: the domain (sessions, processes), knowing nothing of JSON-RPC framing.
+//! - [`session`]: the exec-server domain (sessions, processes), knowing nothing of JSON-RPC framing;
+//! - [`app`]: the app-server dialect's domain (connection-scoped process tables).
 
+pub mod app;
 pub mod auth;
 pub mod connection;
 pub mod dispatch;
@@ -30,8 +32,10 @@ use tokio::net::TcpListener;
 pub struct ServerState {
     /// All sessions.
     pub sessions: Arc<SessionRegistry>,
-    /// The method table.
-    pub router: dispatch::Router,
+    /// The method tables of both dialects.
+    pub routers: dispatch::Routers,
+    /// Every app-server dialect connection (their processes die at shutdown).
+    pub apps: app::AppRegistry,
     /// Facts about the host.
     pub environment: Environment,
     /// Authentication of WebSocket upgrades, if configured.
@@ -43,7 +47,8 @@ impl ServerState {
     pub fn new(config: SessionConfig, ws_auth: Option<auth::WsAuth>) -> Arc<Self> {
         Arc::new(ServerState {
             sessions: SessionRegistry::new(config),
-            router: handlers::router(),
+            routers: handlers::routers(),
+            apps: app::AppRegistry::default(),
             environment: Environment::detect(),
             ws_auth,
         })
@@ -69,6 +74,7 @@ pub async fn serve_ws(
         () = shutdown => Ok(()),
     };
     server.sessions.kill_everything();
+    server.apps.kill_everything();
     result
 }
 
@@ -80,4 +86,5 @@ pub async fn serve_stdio(server: Arc<ServerState>, shutdown: impl std::future::F
         () = shutdown => {}
     }
     server.sessions.kill_everything();
+    server.apps.kill_everything();
 }

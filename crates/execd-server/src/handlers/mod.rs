@@ -1,19 +1,25 @@
-//! Method handlers, one module per method family. Each module registers its
+//! Method handlers, one module per method family (the app-server dialect's in [`app`]). Each module registers its
 //! routes; handlers are small and delegate to the domain (sessions, processes).
 
-use crate::dispatch::{Ctx, Router};
+use crate::dispatch::{Ctx, Dialect, Router, Routers};
 use crate::error::ServerError;
 use crate::session::Session;
 use std::sync::Arc;
 
+mod app;
 mod environment;
 mod fs;
 mod initialize;
 mod process;
 
+/// The method tables of both dialects.
+pub fn routers() -> Routers {
+    Routers { exec: exec_router(), app: app::router() }
+}
+
 /// The complete method table of the exec-server dialect.
-pub fn router() -> Router {
-    let mut router = Router::default();
+fn exec_router() -> Router {
+    let mut router = Router::new(Dialect::ExecServer);
     initialize::register(&mut router);
     environment::register(&mut router);
     fs::register(&mut router);

@@ -462,6 +462,101 @@ impl Client {
     }
 }
 
+/// App-server process dialect helpers.
+impl Client {
+    /// `initialize` with `clientInfo` (the app-server dialect); `capabilities`
+    /// is sent as given (e.g. `{"experimentalApi": true}`).
+    pub async fn app_handshake(&mut self, capabilities: Value) -> Value {
+        self.ok("initialize", json!({"clientInfo": {"name": "test", "version": "1.0"}, "capabilities": capabilities}))
+            .await
+    }
+
+    /// `process/spawn` of `command` under `handle` in `/tmp`, with `extra` params merged in.
+    pub async fn spawn(&mut self, handle: &str, command: &[&str], extra: Value) -> Result<Value, RpcError> {
+        let mut params = json!({"command": command, "processHandle": handle, "cwd": "/tmp"});
+        if let (Some(p), Some(e)) = (params.as_object_mut(), extra.as_object()) {
+            p.extend(e.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        self.call("process/spawn", params).await
+    }
+
+    /// Every `process/outputDelta` of `handle` up to and including its
+    /// `process/exited`, in arrival order. Panics on a delta after the cap.
+    pub async fn app_run(&mut self, handle: &str) -> AppRun {
+        self.collect_run("process/outputDelta", "process/exited", "processHandle", handle).await
+    }
+
+    /// Every `command/exec/outputDelta` of `process_id` until the response to request `id`.
+    pub async fn exec_run(&mut self, id: i64, process_id: &str) -> AppRun {
+        let mut run = AppRun::default();
+        loop {
+            let v = self
+                .take(&format!("deltas of {process_id} or response {id}"), |v| {
+                    (v["method"] == "command/exec/outputDelta" && v["params"]["processId"] == process_id)
+                        || (v.get("id") == Some(&json!(id)) && v.get("method").is_none())
+                })
+                .await;
+            if v.get("method").is_none() {
+                run.end = v;
+                return run;
+            }
+            run.push_delta(&v);
+        }
+    }
+
+    async fn collect_run(&mut self, delta: &str, end: &str, field: &str, id: &str) -> AppRun {
+        let mut run = AppRun::default();
+        loop {
+            let v = self
+                .take(&format!("{delta} or {end} of {id}"), |v| {
+                    (v["method"] == delta || v["method"] == end) && v["params"][field] == id
+                })
+                .await;
+            if v["method"] == end {
+                run.end = v;
+                return run;
+            }
+            run.push_delta(&v);
+        }
+    }
+}
+
+/// What an app-server dialect process emitted.
+#[derive(Debug, Default)]
+pub struct AppRun {
+    /// (stream, bytes, capReached) of each delta, in arrival order.
+    pub deltas: Vec<(String, Vec<u8>, bool)>,
+    /// Streamed stdout bytes.
+    pub stdout: Vec<u8>,
+    /// Streamed stderr bytes.
+    pub stderr: Vec<u8>,
+    /// The final message: the whole `process/exited` notification, or the raw `command/exec` response.
+    pub end: Value,
+}
+
+impl AppRun {
+    fn push_delta(&mut self, v: &Value) {
+        let p = &v["params"];
+        let stream = p["stream"].as_str().expect("stream").to_owned();
+        let bytes = B64.decode(p["deltaBase64"].as_str().expect("deltaBase64")).expect("base64");
+        assert!(
+            !self.deltas.iter().any(|(s, _, cap)| *s == stream && *cap),
+            "a delta after capReached on {stream}: {v}"
+        );
+        assert!(v["emittedAtMs"].as_u64().is_some(), "emittedAtMs on {v}");
+        match stream.as_str() {
+            "stderr" => self.stderr.extend_from_slice(&bytes),
+            _ => self.stdout.extend_from_slice(&bytes),
+        }
+        self.deltas.push((stream, bytes, p["capReached"].as_bool().expect("capReached")));
+    }
+
+    /// The `process/exited` params.
+    pub fn exited(&self) -> &Value {
+        &self.end["params"]
+    }
+}
+
 /// Splits a raw response into result or (code, message).
 pub fn into_result(resp: Value) -> Result<Value, RpcError> {
     if let Some(e) = resp.get("error") {
@@ -545,6 +640,13 @@ impl Conn {
             }
             Transport::Stdio => Conn { client: Client::stdio(&[]).await, server: None },
         }
+    }
+
+    /// A fresh server and one connection initialized in the app-server dialect.
+    pub async fn app_ready(t: Transport, capabilities: Value) -> Conn {
+        let mut c = Conn::open(t).await;
+        c.app_handshake(capabilities).await;
+        c
     }
 
     /// A fresh server and one connection that completed the handshake.
