@@ -233,7 +233,7 @@ where
     }
     tasks.abort_all();
     if let Some(app) = conn.app() {
-        app.kill_all();
+        app.close();
     }
     if let Some(session) = conn.session() {
         if transport.resumable {

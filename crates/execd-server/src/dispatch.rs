@@ -223,14 +223,17 @@ impl Routers {
     }
 }
 
-/// Whether `initialize` params carry a `clientInfo` member (app-server shape).
+/// Whether `initialize` params are an object with a `clientInfo` member (app-server shape).
 fn has_client_info(params: Option<&RawValue>) -> bool {
     #[derive(serde::Deserialize)]
     struct Probe {
         #[serde(rename = "clientInfo", default)]
         client_info: Option<serde::de::IgnoredAny>,
     }
-    params.and_then(|p| serde_json::from_str::<Probe>(p.get()).ok()).is_some_and(|p| p.client_info.is_some())
+    params
+        .filter(|p| p.get().starts_with('{'))
+        .and_then(|p| serde_json::from_str::<Probe>(p.get()).ok())
+        .is_some_and(|p| p.client_info.is_some())
 }
 
 /// Decodes a request's params (errors first, as the reference does, worded per

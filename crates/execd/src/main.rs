@@ -19,7 +19,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server (exec-server dialect).
+    /// Run the server (exec-server and app-server process dialects on one endpoint).
     Serve(ServeArgs),
 }
 
@@ -55,6 +55,11 @@ struct ServeArgs {
     /// signed-bearer-token: tolerance for `exp` and `nbf`, in seconds [default: 30].
     #[arg(long, value_name = "SECONDS")]
     ws_max_clock_skew_seconds: Option<u64>,
+    /// The sandbox policy of a `command/exec` that names none. execd has no
+    /// sandbox yet, so `danger-full-access` is the only value; commands that ask
+    /// for a restricting policy are refused, never run unrestricted.
+    #[arg(long, value_name = "POLICY", default_value = "danger-full-access", value_parser = ["danger-full-access"])]
+    default_sandbox: String,
 }
 
 impl ServeArgs {

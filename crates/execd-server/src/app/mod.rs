@@ -210,7 +210,8 @@ pub struct AppConnection {
     /// `capabilities.experimentalApi` of `initialize`.
     pub experimental_api: bool,
     opted_out: HashSet<String>,
-    outbound: Outbound,
+    /// `None` once the connection closed: nothing more is sent.
+    outbound: Mutex<Option<Outbound>>,
     tables: [Mutex<HashMap<Key, Arc<AppProcess>>>; 2],
     next_internal: Mutex<u64>,
 }
@@ -221,7 +222,7 @@ impl AppConnection {
         Arc::new(AppConnection {
             experimental_api,
             opted_out: opted_out.into_iter().collect(),
-            outbound,
+            outbound: Mutex::new(Some(outbound)),
             tables: Default::default(),
             next_internal: Mutex::new(0),
         })
@@ -229,6 +230,11 @@ impl AppConnection {
 
     fn table(&self, family: Family) -> &Mutex<HashMap<Key, Arc<AppProcess>>> {
         &self.tables[family as usize]
+    }
+
+    /// The connection's queue, while it is open.
+    fn outbound(&self) -> Option<Outbound> {
+        lock(&self.outbound).clone()
     }
 
     /// Whether the client wants notifications of `method`.
@@ -293,7 +299,13 @@ impl AppConnection {
         }
     }
 
-    /// SIGKILLs every process group of this connection (it is closing).
+    /// The connection ended: nothing more is sent, and every process group dies.
+    pub fn close(&self) {
+        lock(&self.outbound).take();
+        self.kill_all();
+    }
+
+    /// SIGKILLs every process group of this connection.
     pub fn kill_all(&self) {
         for table in &self.tables {
             for p in lock(table).values() {

@@ -93,7 +93,9 @@ pub(super) async fn own(
                 if send_deltas {
                     // Awaiting queue space is the backpressure: a client that does
                     // not read stops this task, then the pipe, then the child.
-                    let _ = conn.outbound.send(delta.text(stream, &data, cap_reached, now_ms())).await;
+                    if let Some(outbound) = conn.outbound() {
+                        let _ = outbound.send(delta.text(stream, &data, cap_reached, now_ms())).await;
+                    }
                 } else if !start.stream_output {
                     buffers[i].extend_from_slice(&data);
                 }
@@ -126,7 +128,7 @@ pub(super) async fn own(
     conn.release(&process);
     match start.finish {
         Finish::Notify => {
-            if conn.wants(ProcessExited::NAME) {
+            if let Some(outbound) = conn.outbound().filter(|_| conn.wants(ProcessExited::NAME)) {
                 let params = ProcessExitedNotification {
                     process_handle: process.id().to_owned(),
                     exit_code: outcome.exit_code,
@@ -136,7 +138,7 @@ pub(super) async fn own(
                     stderr: outcome.stderr,
                     stderr_cap_reached: outcome.stderr_cap_reached,
                 };
-                let _ = conn.outbound.send(notification_text::<ProcessExited>(&params, now_ms())).await;
+                let _ = outbound.send(notification_text::<ProcessExited>(&params, now_ms())).await;
             }
         }
         Finish::Respond(reply) => {
