@@ -269,6 +269,10 @@ impl AppConnection {
             }
         }
         let pty = start.spec.pty.is_some();
+        if start.spec.argv.first().is_some_and(String::is_empty) {
+            // The OS is not asked to run a program without a name.
+            return Err(AppError::Spawn(family, pty, SpawnError::EmptyArgv));
+        }
         let spawned = execd_process::spawn(&start.spec).map_err(|e| AppError::Spawn(family, pty, e))?;
         let process = Arc::new(AppProcess {
             family,

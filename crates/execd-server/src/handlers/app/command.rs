@@ -2,10 +2,10 @@
 //! `command/exec/resize`, `command/exec/terminate`.
 
 use super::{check_timeout, environment, limits, lookup, pty_size, write, DEFAULT_OUTPUT_CAP, DEFAULT_TIMEOUT};
-use crate::app::{AppError, Family, Finish, Start};
+use crate::app::{Family, Finish, Start};
 use crate::dispatch::{AfterReply, Ctx, Gate, Router};
 use crate::error::ServerError;
-use execd_process::{SpawnError, SpawnSpec};
+use execd_process::SpawnSpec;
 use execd_protocol::app::command::{
     CommandExec, CommandExecParams, CommandExecResize, CommandExecResizeParams, CommandExecResponse,
     CommandExecTerminate, CommandExecTerminateParams, CommandExecWrite, CommandExecWriteParams, SandboxPolicy,
@@ -21,13 +21,9 @@ pub(super) fn register(router: &mut Router) {
     router.add_with_after_reply::<CommandExecTerminate, _, _>(Gate::App, terminate);
 }
 
-/// Starts a process of either family. An empty program name is refused the
-/// way the reference words it.
+/// Starts a process of either family.
 pub(super) fn launch(ctx: &Ctx, start: Start) -> Result<AfterReply, ServerError> {
     let app = ctx.conn.app().ok_or_else(|| ServerError::InvalidRequest("Not initialized".into()))?;
-    if start.spec.argv.first().is_some_and(|p| p.is_empty()) {
-        return Err(AppError::Spawn(start.family, start.spec.pty.is_some(), SpawnError::EmptyArgv).into());
-    }
     Ok(app.start(start)?)
 }
 
