@@ -135,8 +135,8 @@ impl Reader {
                 return None;
             }
             // Append what is already buffered, without waiting (EOF or an error
-            // shows up again at the next read).
-            while self.buf.len() < batch {
+            // shows up again at the next read). A batch of one read skips this.
+            while batch > CHUNK_BYTES && self.buf.len() < batch {
                 let want = (batch - self.buf.len()).min(CHUNK_BYTES);
                 self.buf.reserve(want);
                 match self.read_buffered(want) {
