@@ -71,20 +71,19 @@ async fn a_zero_cap_reports_once_with_no_bytes() {
 
 #[tokio::test]
 async fn batches_gather_what_is_buffered_up_to_the_target() {
-    // The child fills the pipe (1 MiB) and then marks that it is done, so every
+    // The child fills the pipe (1 MiB), then says so through a FIFO, so every
     // read finds a full batch waiting.
     let mark = std::env::temp_dir().join(format!("execd-batch-{}", std::process::id()));
     let _ = std::fs::remove_file(&mark);
+    assert!(std::process::Command::new("mkfifo").arg(&mark).status().expect("mkfifo").success());
     let limits = Limits { batch_bytes: 64 * 1024, ..Limits::default() };
-    let script = format!("head -c 600000 /dev/zero; : > {}", mark.display());
+    let script = format!("head -c 600000 /dev/zero; echo done > {}", mark.display());
     let spawned = spawn(&spec(&script, limits)).expect("spawn");
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while !mark.exists() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("the child wrote everything");
+    let fifo = mark.clone();
+    let said = tokio::time::timeout(Duration::from_secs(30), tokio::task::spawn_blocking(move || std::fs::read(fifo)))
+        .await
+        .expect("the child wrote everything within 30 s");
+    assert_eq!(said.expect("reader").expect("read the FIFO"), b"done\n");
     let events = all_events(spawned.events).await;
     let _ = std::fs::remove_file(&mark);
     let sizes: Vec<usize> = events

@@ -1,7 +1,7 @@
 //! `command/exec` (answered when the command is done), `command/exec/write`,
 //! `command/exec/resize`, `command/exec/terminate`.
 
-use super::{check_timeout, environment, limits, lookup, pty_size, write, DEFAULT_OUTPUT_CAP, DEFAULT_TIMEOUT};
+use super::{check_timeout, environment, limits, pty_size, DEFAULT_OUTPUT_CAP, DEFAULT_TIMEOUT};
 use crate::app::{Family, Finish, Start};
 use crate::dispatch::{AfterReply, Ctx, Gate, Router};
 use crate::error::ServerError;
@@ -11,7 +11,7 @@ use execd_protocol::app::command::{
     CommandExecTerminate, CommandExecTerminateParams, CommandExecWrite, CommandExecWriteParams, SandboxPolicy,
 };
 use execd_protocol::{EmptyResult, Method};
-use std::future::{ready, Future, Ready};
+use std::future::{Future, Ready};
 use std::path::PathBuf;
 
 pub(super) fn register(router: &mut Router) {
@@ -122,23 +122,13 @@ fn exec_write(
     ctx: Ctx,
     p: CommandExecWriteParams,
 ) -> impl Future<Output = Result<(EmptyResult, AfterReply), ServerError>> {
-    let queued =
-        write(&ctx, Family::Command, CommandExecWrite::NAME, &p.process_id, p.delta_base64.as_deref(), p.close_stdin);
-    async move {
-        let (queued, after) = queued?;
-        queued.await;
-        Ok((EmptyResult {}, after))
-    }
+    super::write(&ctx, Family::Command, CommandExecWrite::NAME, &p.process_id, p.delta_base64.as_deref(), p.close_stdin)
 }
 
 fn resize(ctx: Ctx, p: CommandExecResizeParams) -> Ready<Result<EmptyResult, ServerError>> {
-    ready((|| {
-        let size = pty_size(p.size.rows, p.size.cols, Family::Command)?;
-        lookup(&ctx, Family::Command, &p.process_id)?.resize(size)?;
-        Ok(EmptyResult {})
-    })())
+    super::resize(&ctx, Family::Command, &p.process_id, p.size.rows, p.size.cols)
 }
 
 fn terminate(ctx: Ctx, p: CommandExecTerminateParams) -> Ready<Result<(EmptyResult, AfterReply), ServerError>> {
-    ready((|| Ok((EmptyResult {}, lookup(&ctx, Family::Command, &p.process_id)?.kill()?)))())
+    super::kill(&ctx, Family::Command, &p.process_id)
 }

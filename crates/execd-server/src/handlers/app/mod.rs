@@ -8,8 +8,9 @@ use crate::error::ServerError;
 use base64::Engine;
 use bytes::Bytes;
 use execd_process::{Limits, PtySize};
+use execd_protocol::EmptyResult;
 use std::collections::BTreeMap;
-use std::future::Future;
+use std::future::{ready, Future, Ready};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,9 +81,9 @@ fn check_timeout(method: &str, timeout_ms: Option<i64>) -> Result<(), ServerErro
     }
 }
 
-/// The synchronous part of `process/writeStdin` and `command/exec/write`: the
-/// checks in the reference's order, then the bytes (and the close) queued in
-/// request order. The future resolves once they are queued.
+/// `process/writeStdin` and `command/exec/write`: the checks in the
+/// reference's order, then the bytes (and the close) queued in request order.
+/// The reply comes once they are queued.
 fn write(
     ctx: &Ctx,
     family: Family,
@@ -90,18 +91,38 @@ fn write(
     id: &str,
     delta_base64: Option<&str>,
     close: bool,
-) -> Result<(impl Future<Output = ()> + Send + 'static, AfterReply), ServerError> {
-    if delta_base64.is_none() && !close {
-        return Err(ServerError::InvalidParams(format!("{method} requires deltaBase64 or closeStdin")));
+) -> impl Future<Output = Result<(EmptyResult, AfterReply), ServerError>> + Send + 'static {
+    let queued = (|| {
+        if delta_base64.is_none() && !close {
+            return Err(ServerError::InvalidParams(format!("{method} requires deltaBase64 or closeStdin")));
+        }
+        let data = match delta_base64 {
+            Some(b64) => base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| ServerError::InvalidParams(format!("invalid deltaBase64: {e}")))?,
+            None => Vec::new(),
+        };
+        Ok(lookup(ctx, family, id)?.write(Bytes::from(data), close)?)
+    })();
+    async move {
+        let (queued, after) = queued?;
+        queued.await;
+        Ok((EmptyResult {}, after.unwrap_or_else(|| tokio::sync::oneshot::channel().0)))
     }
-    let data = match delta_base64 {
-        Some(b64) => base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .map_err(|e| ServerError::InvalidParams(format!("invalid deltaBase64: {e}")))?,
-        None => Vec::new(),
-    };
-    let (queued, after) = lookup(ctx, family, id)?.write(Bytes::from(data), close)?;
-    Ok((queued, after.unwrap_or_else(|| tokio::sync::oneshot::channel().0)))
+}
+
+/// `process/resizePty` and `command/exec/resize` (a zero size is refused before the lookup).
+fn resize(ctx: &Ctx, family: Family, id: &str, rows: u16, cols: u16) -> Ready<Result<EmptyResult, ServerError>> {
+    ready((|| {
+        let size = pty_size(rows, cols, family)?;
+        lookup(ctx, family, id)?.resize(size)?;
+        Ok(EmptyResult {})
+    })())
+}
+
+/// `process/kill` and `command/exec/terminate`.
+fn kill(ctx: &Ctx, family: Family, id: &str) -> Ready<Result<(EmptyResult, AfterReply), ServerError>> {
+    ready((|| Ok((EmptyResult {}, lookup(ctx, family, id)?.kill()?)))())
 }
 
 /// The process under a client id on this connection.

@@ -1,6 +1,6 @@
 //! `process/spawn`, `process/writeStdin`, `process/resizePty`, `process/kill`.
 
-use super::{check_timeout, environment, limits, lookup, pty_size, write, DEFAULT_OUTPUT_CAP, DEFAULT_TIMEOUT};
+use super::{check_timeout, environment, limits, pty_size, DEFAULT_OUTPUT_CAP, DEFAULT_TIMEOUT};
 use crate::app::{Family, Finish, Start};
 use crate::dispatch::{AfterReply, Ctx, Gate, Router};
 use crate::error::ServerError;
@@ -62,29 +62,20 @@ fn write_stdin(
     ctx: Ctx,
     p: ProcessWriteStdinParams,
 ) -> impl Future<Output = Result<(EmptyResult, AfterReply), ServerError>> {
-    let queued = write(
+    super::write(
         &ctx,
         Family::Process,
         ProcessWriteStdin::NAME,
         &p.process_handle,
         p.delta_base64.as_deref(),
         p.close_stdin,
-    );
-    async move {
-        let (queued, after) = queued?;
-        queued.await;
-        Ok((EmptyResult {}, after))
-    }
+    )
 }
 
 fn resize(ctx: Ctx, p: ProcessResizePtyParams) -> Ready<Result<EmptyResult, ServerError>> {
-    ready((|| {
-        let size = pty_size(p.size.rows, p.size.cols, Family::Process)?;
-        lookup(&ctx, Family::Process, &p.process_handle)?.resize(size)?;
-        Ok(EmptyResult {})
-    })())
+    super::resize(&ctx, Family::Process, &p.process_handle, p.size.rows, p.size.cols)
 }
 
 fn kill(ctx: Ctx, p: ProcessKillParams) -> Ready<Result<(EmptyResult, AfterReply), ServerError>> {
-    ready((|| Ok((EmptyResult {}, lookup(&ctx, Family::Process, &p.process_handle)?.kill()?)))())
+    super::kill(&ctx, Family::Process, &p.process_handle)
 }
