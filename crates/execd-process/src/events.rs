@@ -1,15 +1,16 @@
 //! The event stream of one child: output chunks, one `Exited`, one `Closed`,
 //! with the limits its owner asked for (output caps, a timeout, a drain window).
 
-use bytes::{BufMut, Bytes, BytesMut};
-use rustix::process::Pid;
+use crate::child::Child;
+use crate::tree::ProcessTree;
+use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 
 /// Most bytes of one `read` from a stream. Measured with the shared bench client:
@@ -68,7 +69,9 @@ pub enum Event {
     Exited {
         /// The exit code.
         code: i32,
-        /// The timeout passed and killed the process group.
+        /// The signal that ended the child, if one did.
+        signal: Option<i32>,
+        /// The timeout passed and killed the process tree.
         timed_out: bool,
     },
     /// Exited, and every output stream reached EOF (or the drain window closed):
@@ -76,49 +79,51 @@ pub enum Event {
     Closed {
         /// The drain window closed while a stream below its cap was still open.
         drain_timed_out: bool,
+        /// Bytes read past each stream's cap and discarded, by stream.
+        dropped: Dropped,
     },
 }
 
-/// A child's output pipe: readable through tokio, and directly by descriptor.
-pub(crate) trait PipeRead: AsyncRead + AsFd + Send + Unpin {}
-impl<T: AsyncRead + AsFd + Send + Unpin> PipeRead for T {}
-
-enum Source {
-    Pipe(Box<dyn PipeRead>),
-    Pty(AsyncFd<OwnedFd>),
+/// Bytes discarded past the output cap, per stream (all zero without a cap).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// Standard output (or the PTY's merged output).
+    pub stdout: u64,
+    /// Standard error.
+    pub stderr: u64,
 }
 
-/// One output stream, its read buffer and its cap accounting.
+impl Dropped {
+    fn add(&mut self, kind: StreamKind, n: u64) {
+        match kind {
+            StreamKind::Stdout | StreamKind::Pty => self.stdout += n,
+            StreamKind::Stderr => self.stderr += n,
+        }
+    }
+}
+
+/// One output stream (a pipe or the PTY master), its read buffer and its cap accounting.
 pub(crate) struct Reader {
     kind: StreamKind,
-    source: Source,
+    fd: AsyncFd<OwnedFd>,
     buf: BytesMut,
     /// Bytes delivered so far (counted against the cap).
     delivered: u64,
+    /// Bytes read past the cap and discarded.
+    dropped: u64,
     /// The cap was reached: everything read now is discarded.
     capped: bool,
 }
 
 impl Reader {
-    pub(crate) fn pipe(kind: StreamKind, pipe: Box<dyn PipeRead>) -> Self {
-        Self::new(kind, Source::Pipe(pipe))
-    }
-
-    pub(crate) fn pty(fd: AsyncFd<OwnedFd>) -> Self {
-        Self::new(StreamKind::Pty, Source::Pty(fd))
-    }
-
-    fn new(kind: StreamKind, source: Source) -> Self {
-        Reader { kind, source, buf: BytesMut::new(), delivered: 0, capped: false }
+    /// A reader of a non-blocking descriptor registered with the reactor.
+    pub(crate) fn new(kind: StreamKind, fd: AsyncFd<OwnedFd>) -> Self {
+        Reader { kind, fd, buf: BytesMut::new(), delivered: 0, dropped: 0, capped: false }
     }
 
     /// One non-blocking `read` of at most `max` bytes, appended to the buffer.
     fn read_buffered(&mut self, max: usize) -> io::Result<usize> {
-        let fd = match &self.source {
-            Source::Pipe(pipe) => pipe.as_fd(),
-            Source::Pty(fd) => fd.get_ref().as_fd(),
-        };
-        read_into(fd, &mut self.buf, max)
+        read_into(self.fd.get_ref().as_fd(), &mut self.buf, max)
     }
 
     /// The next output event; `None` at EOF (a PTY's EIO counts as EOF) or on error.
@@ -127,10 +132,7 @@ impl Reader {
         loop {
             let batch = limits.batch_bytes.max(1);
             self.buf.reserve(batch.min(CHUNK_BYTES));
-            let n = match &mut self.source {
-                Source::Pipe(pipe) => pipe.read_buf(&mut (&mut self.buf).limit(CHUNK_BYTES)).await.ok()?,
-                Source::Pty(fd) => read_pty(fd, &mut self.buf).await.ok()?,
-            };
+            let n = read_async(&self.fd, &mut self.buf).await.ok()?;
             if n == 0 {
                 return None;
             }
@@ -167,6 +169,7 @@ impl Reader {
     /// cap was already reached (the bytes are discarded).
     fn admit(&mut self, limits: &Limits) -> Option<Event> {
         if self.capped {
+            self.dropped += self.buf.len() as u64;
             self.buf.clear();
             return None;
         }
@@ -174,6 +177,7 @@ impl Reader {
         if let Some(cap) = limits.output_cap {
             let room = cap.saturating_sub(self.delivered);
             if data.len() as u64 >= room {
+                self.dropped += data.len() as u64 - room;
                 data.truncate(room as usize);
                 self.capped = true;
             }
@@ -206,7 +210,9 @@ fn read_into(fd: BorrowedFd<'_>, buf: &mut BytesMut, max: usize) -> io::Result<u
     Ok(n)
 }
 
-async fn read_pty(fd: &AsyncFd<OwnedFd>, buf: &mut BytesMut) -> io::Result<usize> {
+/// Waits for the descriptor to be readable, then reads once. A PTY's EIO
+/// (the child side closed) is an error, which callers treat as EOF.
+async fn read_async(fd: &AsyncFd<OwnedFd>, buf: &mut BytesMut) -> io::Result<usize> {
     loop {
         let mut guard = fd.readable().await?;
         match guard.try_io(|inner| read_into(inner.get_ref().as_fd(), buf, CHUNK_BYTES)) {
@@ -219,10 +225,12 @@ async fn read_pty(fd: &AsyncFd<OwnedFd>, buf: &mut BytesMut) -> io::Result<usize
 
 /// The events of one child. Owned and driven by a single task.
 pub struct ProcessEvents {
-    child: tokio::process::Child,
-    /// The child's process group (its pid), for the timeout's kill.
-    pgid: Option<Pid>,
+    child: Child,
+    /// The child's descendants, for the timeout's kill.
+    tree: Arc<ProcessTree>,
     readers: [Option<Reader>; 2],
+    /// Bytes discarded past the caps by readers already dropped.
+    dropped: Dropped,
     limits: Limits,
     /// Events decided but not yet returned (output drained at exit, then `Exited`).
     pending: VecDeque<Event>,
@@ -236,13 +244,13 @@ pub struct ProcessEvents {
 }
 
 impl ProcessEvents {
-    pub(crate) fn new(child: tokio::process::Child, readers: [Option<Reader>; 2], limits: Limits) -> Self {
-        let pgid = child.id().and_then(|pid| i32::try_from(pid).ok()).and_then(Pid::from_raw);
+    pub(crate) fn new(child: Child, tree: Arc<ProcessTree>, readers: [Option<Reader>; 2], limits: Limits) -> Self {
         let now = Instant::now();
         ProcessEvents {
             child,
-            pgid,
+            tree,
             readers,
+            dropped: Dropped::default(),
             limits,
             pending: VecDeque::new(),
             timeout_at: limits.timeout.map(|t| deadline(now, t)),
@@ -264,8 +272,9 @@ impl ProcessEvents {
         }
         let ProcessEvents {
             child,
-            pgid,
+            tree,
             readers: [a, b],
+            dropped,
             limits,
             pending,
             timeout_at,
@@ -280,40 +289,42 @@ impl ProcessEvents {
             }
             if *exited && a.is_none() && b.is_none() {
                 *closed = true;
-                return Some(Event::Closed { drain_timed_out: false });
+                tree.retire();
+                return Some(Event::Closed { drain_timed_out: false, dropped: *dropped });
             }
             let timeout = timeout_at.filter(|_| !*exited && !*timed_out);
             tokio::select! {
                 biased;
                 _ = sleep_until(timeout), if timeout.is_some() => {
                     *timed_out = true;
-                    if let Some(pgid) = pgid {
-                        let _ = rustix::process::kill_process_group(*pgid, rustix::process::Signal::KILL);
-                    }
+                    tree.kill();
                 }
                 _ = sleep_until(*drain_at), if drain_at.is_some() => {
                     // A stream whose cap was reached does not count as undrained.
                     let undrained = [&*a, &*b].into_iter().flatten().any(|r| !r.capped);
-                    (*a, *b) = (None, None);
+                    for reader in [&mut *a, &mut *b] {
+                        retire(reader, dropped);
+                    }
                     *closed = true;
-                    return Some(Event::Closed { drain_timed_out: undrained });
+                    tree.retire();
+                    return Some(Event::Closed { drain_timed_out: undrained, dropped: *dropped });
                 }
                 event = read_some(a, limits), if a.is_some() => match event {
                     Some(event) => return Some(event),
-                    None => *a = None,
+                    None => retire(a, dropped),
                 },
                 event = read_some(b, limits), if b.is_some() => match event {
                     Some(event) => return Some(event),
-                    None => *b = None,
+                    None => retire(b, dropped),
                 },
                 status = child.wait(), if !*exited => {
                     *exited = true;
                     *drain_at = limits.drain.map(|d| deadline(Instant::now(), d));
                     for reader in [&mut *a, &mut *b] {
-                        drain_now(reader, limits, pending);
+                        drain_now(reader, limits, pending, dropped);
                     }
-                    let code = status.map(crate::exit_code).unwrap_or(-1);
-                    pending.push_back(Event::Exited { code, timed_out: *timed_out });
+                    let status = status.unwrap_or(crate::ExitStatus { code: -1, signal: None });
+                    pending.push_back(Event::Exited { code: status.code, signal: status.signal, timed_out: *timed_out });
                     return pending.pop_front();
                 }
             }
@@ -341,15 +352,22 @@ async fn sleep_until(at: Option<Instant>) {
 const DRAIN_READS: usize = 2 * (1 << 20) / CHUNK_BYTES;
 
 /// Queues the chunks a stream already holds; drops the stream at EOF.
-fn drain_now(reader: &mut Option<Reader>, limits: &Limits, pending: &mut VecDeque<Event>) {
+fn drain_now(reader: &mut Option<Reader>, limits: &Limits, pending: &mut VecDeque<Event>, dropped: &mut Dropped) {
     for _ in 0..DRAIN_READS {
         let Some(r) = reader.as_mut() else { return };
         match r.read_now(limits) {
             ReadNow::Event(event) => pending.push_back(event),
             ReadNow::Discarded => {}
             ReadNow::Empty => return,
-            ReadNow::End => *reader = None,
+            ReadNow::End => retire(reader, dropped),
         }
+    }
+}
+
+/// Drops a finished stream, keeping its count of discarded bytes.
+fn retire(reader: &mut Option<Reader>, dropped: &mut Dropped) {
+    if let Some(r) = reader.take() {
+        dropped.add(r.kind, r.dropped);
     }
 }
 

@@ -10,17 +10,59 @@ use std::sync::Arc;
 pub enum Signal {
     /// SIGINT.
     Interrupt,
+    /// SIGTERM.
+    Terminate,
     /// SIGKILL.
     Kill,
+    /// SIGHUP.
+    Hangup,
+    /// SIGQUIT.
+    Quit,
+    /// SIGUSR1.
+    User1,
+    /// SIGUSR2.
+    User2,
 }
 
 impl Signal {
-    fn raw(self) -> rustix::process::Signal {
+    /// The operating system's signal.
+    pub fn raw(self) -> rustix::process::Signal {
+        use rustix::process::Signal as S;
         match self {
-            Signal::Interrupt => rustix::process::Signal::INT,
-            Signal::Kill => rustix::process::Signal::KILL,
+            Signal::Interrupt => S::INT,
+            Signal::Terminate => S::TERM,
+            Signal::Kill => S::KILL,
+            Signal::Hangup => S::HUP,
+            Signal::Quit => S::QUIT,
+            Signal::User1 => S::USR1,
+            Signal::User2 => S::USR2,
         }
     }
+}
+
+/// The conventional name of a signal number (`SIGKILL`), or `SIG<n>`.
+pub fn signal_name(signo: i32) -> String {
+    let name = match signo {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        10 => "SIGUSR1",
+        11 => "SIGSEGV",
+        12 => "SIGUSR2",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        _ => return format!("SIG{signo}"),
+    };
+    name.to_owned()
 }
 
 /// The process group of a spawned child (its id equals the child's pid).
@@ -45,12 +87,13 @@ impl ProcessGroup {
         self.pgid.as_raw_nonzero().get() as u32
     }
 
-    /// Sends `sig` to every process of the group. A PTY's interrupt goes to the
-    /// terminal's foreground process group, as a typed Ctrl-C would.
+    /// Sends `sig` to every process of the group. For a PTY child every signal
+    /// but SIGKILL goes to the terminal's foreground process group, as a typed
+    /// Ctrl-C would.
     pub fn signal(&self, sig: Signal) -> io::Result<()> {
         let target = match (&self.pty, sig) {
-            (Some(master), Signal::Interrupt) => rustix::termios::tcgetpgrp(&**master).unwrap_or(self.pgid),
-            _ => self.pgid,
+            (_, Signal::Kill) | (None, _) => self.pgid,
+            (Some(master), _) => rustix::termios::tcgetpgrp(&**master).unwrap_or(self.pgid),
         };
         match rustix::process::kill_process_group(target, sig.raw()) {
             Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),

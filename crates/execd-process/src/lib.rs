@@ -9,9 +9,13 @@
 //! - [`StdinWriter`] writes the child's stdin (pipe or PTY master);
 //!   [`StdinFeeder`] queues writes and the close in order, within a byte budget.
 //! - [`PtyControl`] resizes a child's terminal.
-//! - [`ProcessGroup`] signals the whole group.
+//! - [`ProcessGroup`] signals the whole group; [`ProcessTree`] contains every
+//!   descendant (a cgroup per child where possible) and kills them all.
+//! - Children are reaped through their pidfds; [`reap_orphans`] makes execd a
+//!   child subreaper and reaps orphans without stealing any child's status.
 //! - [`OutputRing`] retains the most recent output within a byte budget.
 
+mod child;
 mod events;
 mod group;
 mod pty;
@@ -19,21 +23,14 @@ mod resolve;
 mod ring;
 mod spawn;
 mod stdin;
+mod tree;
 
-pub use events::{Event, Limits, ProcessEvents, StreamKind, CHUNK_BYTES};
-pub use group::{ProcessGroup, Signal};
+pub use child::{reap_orphans, ExitStatus};
+pub use events::{Dropped, Event, Limits, ProcessEvents, StreamKind, CHUNK_BYTES};
+pub use group::{signal_name, ProcessGroup, Signal};
 pub use pty::{PtyControl, PtySize};
 pub use resolve::{resolve_program, DEFAULT_PATH};
 pub use ring::{OutputRing, RetainedChunk};
 pub use spawn::{spawn, SpawnError, SpawnSpec, Spawned};
 pub use stdin::{Delivered, StdinFeeder, StdinWriter, STDIN_QUEUE_BYTES};
-
-/// The exit code a shell would report: the status, or 128 + the signal number.
-pub fn exit_code(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => code,
-        (None, Some(sig)) => 128 + sig,
-        (None, None) => -1,
-    }
-}
+pub use tree::{containment, disable_cgroups, remove_cgroups, sweep, Containment, ProcessTree};

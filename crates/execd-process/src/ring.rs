@@ -23,12 +23,14 @@ pub struct OutputRing {
     bytes: usize,
     capacity: usize,
     evicted_bytes: u64,
+    /// The seq of the newest evicted chunk (0: none yet).
+    last_evicted_seq: u64,
 }
 
 impl OutputRing {
     /// An empty ring that keeps at most `capacity` bytes.
     pub fn new(capacity: usize) -> Self {
-        OutputRing { chunks: VecDeque::new(), bytes: 0, capacity, evicted_bytes: 0 }
+        OutputRing { chunks: VecDeque::new(), bytes: 0, capacity, evicted_bytes: 0, last_evicted_seq: 0 }
     }
 
     /// Appends a chunk (seqs must ascend) and evicts the oldest chunks over budget.
@@ -40,6 +42,7 @@ impl OutputRing {
             if let Some(old) = self.chunks.pop_front() {
                 self.bytes -= old.data.len();
                 self.evicted_bytes += old.data.len() as u64;
+                self.last_evicted_seq = old.seq;
             }
         }
     }
@@ -64,6 +67,11 @@ impl OutputRing {
     pub fn evicted_bytes(&self) -> u64 {
         self.evicted_bytes
     }
+
+    /// Whether a chunk with `seq > after` was evicted: reading after `after` has a gap.
+    pub fn evicted_after(&self, after: u64) -> bool {
+        after < self.last_evicted_seq
+    }
 }
 
 #[cfg(test)]
@@ -84,6 +92,7 @@ mod tests {
         assert_eq!(ring.first_seq(), Some(2));
         assert_eq!(ring.retained_bytes(), 8);
         assert_eq!(ring.evicted_bytes(), 4);
+        assert!(ring.evicted_after(0) && !ring.evicted_after(1), "seq 1 was evicted");
         assert_eq!(ring.after(2).map(|c| c.seq).collect::<Vec<_>>(), vec![3]);
         assert_eq!(ring.after(0).map(|c| c.seq).collect::<Vec<_>>(), vec![2, 3]);
         ring.push(chunk(5, 50));

@@ -2,15 +2,19 @@
 //! environment, its own process group (pipes) or session with a controlling
 //! terminal (PTY).
 
+use crate::child::{registry, Child};
 use crate::events::{Limits, ProcessEvents, Reader, StreamKind};
 use crate::group::ProcessGroup;
 use crate::pty::{self, PtyControl, PtySize};
 use crate::resolve::resolve_program;
 use crate::stdin::StdinWriter;
+use crate::tree::{NewCgroup, ProcessTree};
+use rustix::process::Pid;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 /// Kernel buffer requested for output pipes.
@@ -58,76 +62,121 @@ pub struct Spawned {
     pub group: ProcessGroup,
     /// The child's terminal, for a PTY child.
     pub pty: Option<PtyControl>,
+    /// The child's whole descendant tree. Dropping the last reference kills
+    /// what is left of it (keep it as long as the process is known).
+    pub tree: Arc<ProcessTree>,
 }
 
 /// Spawns a child. Must be called from within a tokio runtime.
+///
+/// The child is waited for through its pidfd by its [`ProcessEvents`]; where
+/// cgroups are in use it runs in a cgroup of its own (see [`ProcessTree`]).
 pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
     let (program, args) = spec.argv.split_first().ok_or(SpawnError::EmptyArgv)?;
     let path_var = spec.env.iter().rev().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str());
     let resolved = resolve_program(program, path_var, &spec.cwd)?;
-    let mut cmd = tokio::process::Command::new(resolved);
+    let mut cmd = Command::new(resolved);
     cmd.arg0(spec.arg0.as_deref().unwrap_or(program))
         .args(args)
         .current_dir(&spec.cwd)
         .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .kill_on_drop(false);
-    match spec.pty {
-        None => spawn_piped(cmd, spec.pipe_stdin, spec.limits),
-        Some(size) => spawn_pty(cmd, size, spec.limits),
+        .envs(spec.env.iter().map(|(k, v)| (k, v)));
+    let pty = spec.pty.map(pty::open).transpose()?;
+    match &pty {
+        None => {
+            cmd.process_group(0)
+                .stdin(if spec.pipe_stdin { Stdio::piped() } else { Stdio::null() })
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+        }
+        Some(pair) => {
+            cmd.stdin(Stdio::from(pair.slave.try_clone()?))
+                .stdout(Stdio::from(pair.slave.try_clone()?))
+                .stderr(Stdio::from(pair.slave.try_clone()?));
+        }
     }
-}
-
-fn spawn_piped(mut cmd: tokio::process::Command, pipe_stdin: bool, limits: Limits) -> Result<Spawned, SpawnError> {
-    cmd.process_group(0)
-        .stdin(if pipe_stdin { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn()?;
-    for pipe in [child.stdout.as_ref().map(AsFd::as_fd), child.stderr.as_ref().map(AsFd::as_fd)].into_iter().flatten() {
-        // A larger pipe lets a fast writer run ahead while a chunk is being sent.
-        let _ = rustix::pipe::fcntl_setpipe_size(pipe, PIPE_BYTES);
-    }
-    let pid = child.id().ok_or_else(|| io::Error::other("child exited before its pid was read"))?;
-    let stdout = child.stdout.take().map(|p| Reader::pipe(StreamKind::Stdout, Box::new(p)));
-    let stderr = child.stderr.take().map(|p| Reader::pipe(StreamKind::Stderr, Box::new(p)));
-    let stdin = child.stdin.take().map(StdinWriter::pipe);
-    Ok(Spawned {
-        pid,
-        group: ProcessGroup::new(pid, None)?,
-        events: ProcessEvents::new(child, [stdout, stderr], limits),
-        stdin,
-        pty: None,
-    })
-}
-
-fn spawn_pty(mut cmd: tokio::process::Command, size: PtySize, limits: Limits) -> Result<Spawned, SpawnError> {
-    let pair = pty::open(size)?;
-    cmd.stdin(Stdio::from(pair.slave.try_clone()?))
-        .stdout(Stdio::from(pair.slave.try_clone()?))
-        .stderr(Stdio::from(pair.slave));
-    // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe system calls (setsid, ioctl); it allocates nothing.
+    let cgroup = NewCgroup::create();
+    let procs =
+        cgroup.as_ref().map(|c| rustix::io::fcntl_dupfd_cloexec(&c.procs, 0)).transpose().map_err(io::Error::from)?;
+    let tty = pty.is_some();
+    // SAFETY: the closure runs in the forked child before exec and makes only
+    // async-signal-safe system calls (write, setsid, ioctl); it allocates nothing.
     unsafe {
-        cmd.pre_exec(|| {
-            rustix::process::setsid()?;
-            rustix::process::ioctl_tiocsctty(BorrowedFd::borrow_raw(0))?;
+        cmd.pre_exec(move || {
+            if let Some(procs) = &procs {
+                crate::tree::enter(procs)?;
+            }
+            if tty {
+                rustix::process::setsid()?;
+                rustix::process::ioctl_tiocsctty(BorrowedFd::borrow_raw(0))?;
+            }
             Ok(())
         });
     }
-    let child = cmd.spawn()?;
-    // The slave copies held by `cmd` are closed here, so EOF arrives once the child's side closes.
+    // The registry lock is held from the fork until the child is registered.
+    let mut children = registry();
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            drop(children);
+            if let Some(cgroup) = cgroup {
+                cgroup.discard();
+            }
+            return Err(e.into());
+        }
+    };
+    let waiter = Child::register(child.id(), &mut children);
+    drop(children);
+    // The slave copies held by `cmd` close here, so EOF arrives once the child's side closes.
     drop(cmd);
-    let pid = child.id().ok_or_else(|| io::Error::other("child exited before its pid was read"))?;
-    let writer_fd: OwnedFd = rustix::io::fcntl_dupfd_cloexec(&pair.master, 0).map_err(io::Error::from)?;
-    let control_fd = Arc::new(rustix::io::fcntl_dupfd_cloexec(&pair.master, 0).map_err(io::Error::from)?);
-    pty::set_nonblocking(&pair.master)?;
-    let reader = Reader::pty(pty::register(pair.master)?);
-    Ok(Spawned {
-        pid,
-        group: ProcessGroup::new(pid, Some(control_fd.clone()))?,
-        events: ProcessEvents::new(child, [Some(reader), None], limits),
-        stdin: Some(StdinWriter::pty(pty::register(writer_fd)?)),
-        pty: Some(PtyControl::new(control_fd)),
-    })
+    let waiter = waiter.inspect_err(|_| {
+        let _ = child.kill();
+        let _ = child.wait();
+    })?;
+    let pid = waiter.pid();
+    let leader = Pid::from_raw(pid).ok_or_else(|| io::Error::other("invalid pid"))?;
+    let tree = Arc::new(ProcessTree::new(leader, cgroup));
+    match pty {
+        None => {
+            let reader = |fd: Option<OwnedFd>, kind| -> io::Result<Option<Reader>> {
+                let Some(fd) = fd else { return Ok(None) };
+                // A larger pipe lets a fast writer run ahead while a chunk is being sent.
+                let _ = rustix::pipe::fcntl_setpipe_size(&fd, PIPE_BYTES);
+                pty::set_nonblocking(&fd)?;
+                Ok(Some(Reader::new(kind, pty::register(fd)?)))
+            };
+            let stdout = reader(child.stdout.take().map(OwnedFd::from), StreamKind::Stdout)?;
+            let stderr = reader(child.stderr.take().map(OwnedFd::from), StreamKind::Stderr)?;
+            let stdin = match child.stdin.take().map(OwnedFd::from) {
+                Some(fd) => {
+                    pty::set_nonblocking(&fd)?;
+                    Some(StdinWriter::pipe(pty::register(fd)?))
+                }
+                None => None,
+            };
+            Ok(Spawned {
+                pid: pid as u32,
+                group: ProcessGroup::new(pid as u32, None)?,
+                events: ProcessEvents::new(waiter, tree.clone(), [stdout, stderr], spec.limits),
+                stdin,
+                pty: None,
+                tree,
+            })
+        }
+        Some(pair) => {
+            let writer_fd: OwnedFd = rustix::io::fcntl_dupfd_cloexec(&pair.master, 0).map_err(io::Error::from)?;
+            let control_fd = Arc::new(rustix::io::fcntl_dupfd_cloexec(&pair.master, 0).map_err(io::Error::from)?);
+            drop(pair.slave);
+            pty::set_nonblocking(&pair.master)?;
+            let reader = Reader::new(StreamKind::Pty, pty::register(pair.master)?);
+            Ok(Spawned {
+                pid: pid as u32,
+                group: ProcessGroup::new(pid as u32, Some(control_fd.clone()))?,
+                events: ProcessEvents::new(waiter, tree.clone(), [Some(reader), None], spec.limits),
+                stdin: Some(StdinWriter::pty(pty::register(writer_fd)?)),
+                pty: Some(PtyControl::new(control_fd)),
+                tree,
+            })
+        }
+    }
 }

@@ -7,50 +7,40 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use tokio::io::unix::AsyncFd;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 /// Bytes of stdin one process may have accepted but not yet written. A writer
 /// past it waits (in order) until the child has read enough.
 pub const STDIN_QUEUE_BYTES: usize = 4 << 20;
 
-enum Sink {
-    Pipe(tokio::process::ChildStdin),
-    Pty(AsyncFd<OwnedFd>),
-}
-
-/// The writable stdin of a child.
+/// The writable stdin of a child: a non-blocking pipe or PTY master.
 pub struct StdinWriter {
-    sink: Sink,
+    fd: AsyncFd<OwnedFd>,
+    tty: bool,
 }
 
 impl StdinWriter {
-    pub(crate) fn pipe(p: tokio::process::ChildStdin) -> Self {
-        StdinWriter { sink: Sink::Pipe(p) }
+    pub(crate) fn pipe(fd: AsyncFd<OwnedFd>) -> Self {
+        StdinWriter { fd, tty: false }
     }
 
     pub(crate) fn pty(fd: AsyncFd<OwnedFd>) -> Self {
-        StdinWriter { sink: Sink::Pty(fd) }
+        StdinWriter { fd, tty: true }
     }
 
     /// Writes all of `data`, waiting while the child does not read.
     pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
-        match &mut self.sink {
-            Sink::Pipe(p) => p.write_all(data).await,
-            Sink::Pty(fd) => {
-                let mut rest = data;
-                while !rest.is_empty() {
-                    let mut guard = fd.writable().await?;
-                    match guard.try_io(|inner| rustix::io::write(inner.get_ref(), rest).map_err(io::Error::from)) {
-                        Ok(Ok(n)) => rest = &rest[n..],
-                        Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Ok(Err(e)) => return Err(e),
-                        Err(_would_block) => {}
-                    }
-                }
-                Ok(())
+        let mut rest = data;
+        while !rest.is_empty() {
+            let mut guard = self.fd.writable().await?;
+            match guard.try_io(|inner| rustix::io::write(inner.get_ref(), rest).map_err(io::Error::from)) {
+                Ok(Ok(n)) => rest = &rest[n..],
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => {}
             }
         }
+        Ok(())
     }
 
     /// Ends the child's input. A pipe is closed. A terminal cannot be closed
@@ -58,12 +48,12 @@ impl StdinWriter {
     /// terminal's end-of-file character: the pending line is delivered and
     /// the next read returns end of file.
     pub async fn close(mut self) -> io::Result<()> {
-        let eof = match &self.sink {
-            Sink::Pipe(_) => return Ok(()),
-            Sink::Pty(fd) => rustix::termios::tcgetattr(fd.get_ref())
-                .map(|t| t.special_codes[rustix::termios::SpecialCodeIndex::VEOF])
-                .unwrap_or(0x04),
-        };
+        if !self.tty {
+            return Ok(());
+        }
+        let eof = rustix::termios::tcgetattr(self.fd.get_ref())
+            .map(|t| t.special_codes[rustix::termios::SpecialCodeIndex::VEOF])
+            .unwrap_or(0x04);
         self.write_all(&[b'\n', eof]).await
     }
 }

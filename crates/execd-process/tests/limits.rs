@@ -2,7 +2,7 @@
 //! ordered stdin queue, driven against real children.
 
 use bytes::Bytes;
-use execd_process::{spawn, Event, Limits, ProcessEvents, SpawnSpec, StdinFeeder, StreamKind};
+use execd_process::{spawn, Dropped, Event, Limits, ProcessEvents, SpawnSpec, StdinFeeder, StreamKind};
 use std::time::Duration;
 
 fn spec(script: &str, limits: Limits) -> SpawnSpec {
@@ -53,8 +53,11 @@ async fn caps_cut_each_stream_and_keep_draining() {
     assert_eq!(out_caps.iter().filter(|c| **c).count(), 1, "capReached only on the last chunk");
     let (err, err_caps) = output(&events, StreamKind::Stderr);
     assert_eq!((err.as_slice(), err_caps.last()), (&b"12345"[..], Some(&false)));
-    assert!(events.contains(&Event::Exited { code: 7, timed_out: false }), "{events:?}");
-    assert_eq!(events.last(), Some(&Event::Closed { drain_timed_out: false }));
+    assert!(events.contains(&Event::Exited { code: 7, signal: None, timed_out: false }), "{events:?}");
+    assert_eq!(
+        events.last(),
+        Some(&Event::Closed { drain_timed_out: false, dropped: Dropped { stdout: 2_999_990, stderr: 0 } })
+    );
 }
 
 #[tokio::test]
@@ -102,7 +105,13 @@ async fn batches_gather_what_is_buffered_up_to_the_target() {
 async fn the_timeout_kills_the_group_and_is_reported() {
     let limits = Limits { timeout: Some(Duration::from_millis(100)), ..Limits::default() };
     let events = all_events(spawn(&spec("sleep 300 & wait", limits)).expect("spawn").events).await;
-    assert_eq!(events, [Event::Exited { code: 137, timed_out: true }, Event::Closed { drain_timed_out: false }]);
+    assert_eq!(
+        events,
+        [
+            Event::Exited { code: 137, signal: Some(9), timed_out: true },
+            Event::Closed { drain_timed_out: false, dropped: Dropped::default() }
+        ]
+    );
 }
 
 #[tokio::test]
@@ -116,8 +125,8 @@ async fn the_drain_window_closes_on_a_held_pipe() {
         events,
         [
             Event::Output { stream: StreamKind::Stdout, data: Bytes::from_static(b"early"), cap_reached: false },
-            Event::Exited { code: 0, timed_out: false },
-            Event::Closed { drain_timed_out: true },
+            Event::Exited { code: 0, signal: None, timed_out: false },
+            Event::Closed { drain_timed_out: true, dropped: Dropped::default() },
         ]
     );
 }
@@ -134,5 +143,5 @@ async fn stdin_writes_and_the_close_arrive_in_order() {
     assert!(first.await && second.await && closed.await);
     let events = all_events(spawned.events).await;
     assert_eq!(output(&events, StreamKind::Stdout).0, b"one two");
-    assert!(events.contains(&Event::Exited { code: 0, timed_out: false }), "cat saw EOF: {events:?}");
+    assert!(events.contains(&Event::Exited { code: 0, signal: None, timed_out: false }), "cat saw EOF: {events:?}");
 }

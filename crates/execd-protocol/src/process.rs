@@ -60,6 +60,24 @@ pub struct WireExecParams {
     /// Correlation metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<ProcessMetadata>,
+    /// execd extension: the PTY's size from the start (`tty` only; default 24x80).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<TerminalSize>,
+    /// execd extension: kill the whole process tree after this many milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// execd extension: most bytes kept per output stream; the rest is read and dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_bytes_cap: Option<u64>,
+}
+
+/// execd extension: a terminal size in character cells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminalSize {
+    /// Rows (lines); at least 1.
+    pub rows: u16,
+    /// Columns; at least 1.
+    pub cols: u16,
 }
 
 /// How to build a child environment from the server's own.
@@ -206,6 +224,47 @@ pub struct ReadResult {
     pub failure: Option<String>,
     /// The process ran sandboxed and failed the way a sandbox denial looks.
     pub sandbox_denied: bool,
+    /// execd extension: present when output after `afterSeq` was evicted from
+    /// the retention window, so the gap is never silent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evicted: Option<Evicted>,
+    /// execd extension: the `timeoutMs` deadline killed the process (omitted when false).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub timed_out: bool,
+    /// execd extension: the signal that ended the process (`"SIGKILL"`), if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// execd extension: bytes dropped past `outputBytesCap` so far (only with a cap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped_bytes: Option<DroppedBytes>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// execd extension: output the client asked for that is no longer retained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Evicted {
+    /// The oldest output chunk still retained; seqs between `afterSeq` and it are gone.
+    pub first_retained_seq: u64,
+    /// Output bytes evicted from the process's retention window so far.
+    pub bytes: u64,
+}
+
+/// execd extension: bytes dropped past `outputBytesCap`, per stream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DroppedBytes {
+    /// Standard output (pipes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout: Option<u64>,
+    /// Standard error (pipes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr: Option<u64>,
+    /// The PTY's merged output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pty: Option<u64>,
 }
 
 /// `process/write`: bytes to the process's stdin (pipe or PTY).
@@ -269,12 +328,24 @@ pub struct SignalParams {
     pub signal: SignalName,
 }
 
-/// Signals a client may send.
+/// Signals a client may send (the reference knows only `interrupt`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum SignalName {
     /// SIGINT.
     Interrupt,
+    /// SIGTERM (execd extension).
+    Terminate,
+    /// SIGKILL (execd extension).
+    Kill,
+    /// SIGHUP (execd extension).
+    Hangup,
+    /// SIGQUIT (execd extension).
+    Quit,
+    /// SIGUSR1 (execd extension).
+    User1,
+    /// SIGUSR2 (execd extension).
+    User2,
 }
 
 /// `process/terminate`: kills a running process (SIGKILL to its process group).
@@ -292,6 +363,98 @@ impl Method for ProcessTerminate {
 pub struct TerminateParams {
     /// The process.
     pub process_id: String,
+    /// execd extension: SIGTERM the tree first and SIGKILL it only after this
+    /// many milliseconds, if it still runs. Absent: SIGKILL at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_ms: Option<u64>,
+}
+
+/// `process/resizePty` (execd extension): resizes a tty process's terminal;
+/// its foreground process group gets SIGWINCH.
+pub struct ProcessResizePty;
+
+impl Method for ProcessResizePty {
+    const NAME: &'static str = "process/resizePty";
+    type Params = ResizePtyParams;
+    type Result = EmptyResult;
+}
+
+/// Params of `process/resizePty`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResizePtyParams {
+    /// The process.
+    pub process_id: String,
+    /// The new size.
+    pub size: TerminalSize,
+}
+
+/// `process/closeStdin` (execd extension): ends the process's input after
+/// every write accepted before it (a pipe is closed; a PTY gets its EOF character).
+pub struct ProcessCloseStdin;
+
+impl Method for ProcessCloseStdin {
+    const NAME: &'static str = "process/closeStdin";
+    type Params = CloseStdinParams;
+    type Result = WriteResult;
+}
+
+/// Params of `process/closeStdin`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CloseStdinParams {
+    /// The process.
+    pub process_id: String,
+}
+
+/// `process/list` (execd extension): the session's processes.
+pub struct ProcessList;
+
+impl Method for ProcessList {
+    const NAME: &'static str = "process/list";
+    type Params = crate::NoParams;
+    type Result = ListResult;
+}
+
+/// Result of `process/list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListResult {
+    /// The session's processes, live and retained, ordered by id.
+    pub processes: Vec<ProcessInfo>,
+}
+
+/// One process in `process/list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessInfo {
+    /// The client's id.
+    pub process_id: String,
+    /// The operating system's pid (also its process group id).
+    pub pid: u32,
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// Runs under a PTY.
+    pub tty: bool,
+    /// `running`, `exited` (output still open) or `closed`.
+    pub state: ProcessState,
+    /// The exit code, once exited.
+    pub exit_code: Option<i32>,
+    /// The next seq the process will assign.
+    pub next_seq: u64,
+    /// The `timeoutMs` deadline killed it.
+    pub timed_out: bool,
+}
+
+/// Lifecycle state in [`ProcessInfo`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ProcessState {
+    /// Not yet exited.
+    Running,
+    /// Exited; output may still come (a descendant holds it open).
+    Exited,
+    /// Exited and all output delivered.
+    Closed,
 }
 
 /// Result of `process/terminate`.
@@ -343,6 +506,12 @@ pub struct ExitedParams {
     pub exit_code: i32,
     /// See [`ReadResult::sandbox_denied`].
     pub sandbox_denied: bool,
+    /// execd extension: the `timeoutMs` deadline killed the process (omitted when false).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub timed_out: bool,
+    /// execd extension: the signal that ended the process (`"SIGKILL"`), if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
 }
 
 /// `process/closed` notification: the last event of a process.
@@ -361,6 +530,9 @@ pub struct ClosedParams {
     pub process_id: Arc<str>,
     /// The event's seq.
     pub seq: u64,
+    /// execd extension: bytes dropped past `outputBytesCap` (only with a cap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped_bytes: Option<DroppedBytes>,
 }
 
 impl StreamName {

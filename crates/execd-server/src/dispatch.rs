@@ -216,24 +216,21 @@ impl Routers {
         match conn.dialect() {
             Some(Dialect::AppServer) => &self.app,
             Some(Dialect::ExecServer) => &self.exec,
-            None if method == "initialize" && has_client_info(params) => &self.app,
+            None if method == "initialize" && has_member(params, "clientInfo") => &self.app,
             None if !self.exec.has(method) && self.app.has(method) => &self.app,
+            // `process/resizePty` is in both dialects; the app-server one names a `processHandle`.
+            None if self.app.has(method) && has_member(params, "processHandle") => &self.app,
             None => &self.exec,
         }
     }
 }
 
-/// Whether `initialize` params are an object with a `clientInfo` member (app-server shape).
-fn has_client_info(params: Option<&RawValue>) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Probe {
-        #[serde(rename = "clientInfo", default)]
-        client_info: Option<serde::de::IgnoredAny>,
-    }
+/// Whether params are an object with a member `name` (only asked before `initialize`).
+fn has_member(params: Option<&RawValue>, name: &str) -> bool {
     params
         .filter(|p| p.get().starts_with('{'))
-        .and_then(|p| serde_json::from_str::<Probe>(p.get()).ok())
-        .is_some_and(|p| p.client_info.is_some())
+        .and_then(|p| serde_json::from_str::<HashMap<String, serde::de::IgnoredAny>>(p.get()).ok())
+        .is_some_and(|members| members.contains_key(name))
 }
 
 /// Decodes a request's params (errors first, as the reference does, worded per

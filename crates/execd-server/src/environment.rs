@@ -19,6 +19,14 @@ pub const CAPABILITIES: &[(&str, bool)] = &[
     ("execdConcurrentRequests", true),
     ("execdOrderedProcessEvents", true),
     ("execdSignalExitCodes", true),
+    ("execdPtySize", true),
+    ("execdStdinClose", true),
+    ("execdSignals", true),
+    ("execdTerminateGrace", true),
+    ("execdProcessTimeout", true),
+    ("execdOutputBytesCap", true),
+    ("execdProcessList", true),
+    ("execdReadEviction", true),
 ];
 
 /// What the server knows about its host.
@@ -62,7 +70,14 @@ impl Environment {
             prepend_path_dirs: Vec::new(),
             temporary_directories: tmpdir.iter().map(|t| path_to_uri(t)).collect(),
             temp_dir: path_to_uri(tmpdir.as_deref().unwrap_or(Path::new("/tmp"))),
-            capabilities: CAPABILITIES.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect::<BTreeMap<_, _>>(),
+            capabilities: CAPABILITIES
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .chain([(
+                    "execdCgroupContainment".to_owned(),
+                    execd_process::containment() == execd_process::Containment::Cgroup,
+                )])
+                .collect::<BTreeMap<_, _>>(),
         };
         let hostname = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
         Environment { info, home, hostname }

@@ -39,9 +39,10 @@ impl ServerError {
                 SessionError::UnknownSession(_)
                 | SessionError::UnknownProcess(_)
                 | SessionError::ProcessExists(_)
-                | SessionError::AlreadyInitialized => codes::INVALID_REQUEST,
+                | SessionError::AlreadyInitialized
+                | SessionError::NotATty(_) => codes::INVALID_REQUEST,
                 SessionError::Busy(_) => codes::SESSION_BUSY,
-                SessionError::Spawn(_) | SessionError::StdinWrite => codes::INTERNAL_ERROR,
+                SessionError::Spawn(_) | SessionError::StdinWrite | SessionError::Resize(_) => codes::INTERNAL_ERROR,
             },
             ServerError::Fs(e) if e.is_not_found() => codes::NOT_FOUND,
             ServerError::Fs(e) if e.is_os_error() => codes::INTERNAL_ERROR,

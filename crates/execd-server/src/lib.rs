@@ -53,6 +53,14 @@ impl ServerState {
             ws_auth,
         })
     }
+
+    /// Kills every process tree of every session and connection, and removes
+    /// their cgroups (waiting up to two seconds for the last processes to die).
+    pub async fn kill_everything(&self) {
+        self.sessions.kill_everything();
+        self.apps.kill_everything();
+        let _ = tokio::task::spawn_blocking(|| execd_process::remove_cgroups(std::time::Duration::from_secs(2))).await;
+    }
 }
 
 /// Serves WebSocket connections on `listener` until `shutdown` resolves, then
@@ -73,8 +81,7 @@ pub async fn serve_ws(
         r = axum::serve(listener, app) => r,
         () = shutdown => Ok(()),
     };
-    server.sessions.kill_everything();
-    server.apps.kill_everything();
+    server.kill_everything().await;
     result
 }
 
@@ -85,6 +92,5 @@ pub async fn serve_stdio(server: Arc<ServerState>, shutdown: impl std::future::F
         () = transport::stdio::serve(server.clone(), tokio::io::stdin(), tokio::io::stdout()) => {}
         () = shutdown => {}
     }
-    server.sessions.kill_everything();
-    server.apps.kill_everything();
+    server.kill_everything().await;
 }

@@ -60,6 +60,11 @@ struct ServeArgs {
     /// for a restricting policy are refused, never run unrestricted.
     #[arg(long, value_name = "POLICY", default_value = "danger-full-access", value_parser = ["danger-full-access"])]
     default_sandbox: String,
+    /// Do not put processes in cgroups; contain their trees by process group,
+    /// session and parent links instead (best effort). Without a writable
+    /// cgroup v2 hierarchy this is what happens anyway.
+    #[arg(long)]
+    no_cgroups: bool,
 }
 
 impl ServeArgs {
@@ -110,6 +115,15 @@ async fn shutdown_signal() {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listen = parse_listen(&args.listen)?;
+    if args.no_cgroups {
+        execd_process::disable_cgroups();
+    }
+    // Orphaned descendants are re-parented to execd and reaped here, so none lingers as a zombie.
+    tokio::spawn(async {
+        if let Err(e) = execd_process::reap_orphans().await {
+            tracing::warn!("cannot reap orphaned descendants: {e}");
+        }
+    });
     let ws_auth =
         WsAuth::from_args(&args.ws_auth_args(), matches!(listen, Listen::Stdio)).map_err(anyhow::Error::msg)?;
     let server = ServerState::new(

@@ -175,6 +175,16 @@ fn expected_environment_info(actual: &Value) -> Value {
             "execdConcurrentRequests": true,
             "execdOrderedProcessEvents": true,
             "execdSignalExitCodes": true,
+            "execdPtySize": true,
+            "execdStdinClose": true,
+            "execdSignals": true,
+            "execdTerminateGrace": true,
+            "execdProcessTimeout": true,
+            "execdOutputBytesCap": true,
+            "execdProcessList": true,
+            "execdReadEviction": true,
+            // Depends on the host (a writable cgroup v2 hierarchy); must be a boolean.
+            "execdCgroupContainment": actual["capabilities"]["execdCgroupContainment"].as_bool().map(Value::Bool).unwrap_or(Value::Null),
         },
     })
 }

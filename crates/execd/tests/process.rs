@@ -683,7 +683,9 @@ async fn read_while_running_reports_state() {
     let rest = c.events_until_closed("r").await;
     assert_eq!(rest.events, vec![(2, "exited".into()), (3, "closed".into())]);
     let got = read(&mut c, json!({"processId": "r"})).await;
-    assert_eq!(got, read_result(vec![table_chunk(1)], 4, Some(137), true));
+    let mut want = read_result(vec![table_chunk(1)], 4, Some(137), true);
+    want["signal"] = json!("SIGKILL"); // execd extension: the signal that ended it
+    assert_eq!(got, want);
 }
 
 on_both_transports!(long_poll_returns_when_a_new_chunk_arrives);
@@ -891,8 +893,9 @@ async fn signal_interrupt_non_tty_and_unknown() {
     let mut c = server.client().await;
     assert_eq!(c.ok("process/signal", json!({"processId": "nope", "signal": "interrupt"})).await, json!({}));
     c.start("s", &["sleep", "1000"], json!({})).await.unwrap();
-    let e = c.err("process/signal", json!({"processId": "s", "signal": "kill"})).await;
-    assert_eq!(e, (-32602, "unknown variant `kill`, expected `interrupt`".to_owned()));
+    let e = c.err("process/signal", json!({"processId": "s", "signal": "stop"})).await;
+    let expected = "unknown variant `stop`, expected one of `interrupt`, `terminate`, `kill`, `hangup`, `quit`, `user1`, `user2`";
+    assert_eq!(e, (-32602, expected.to_owned()));
     assert_eq!(c.ok("process/signal", json!({"processId": "s", "signal": "interrupt"})).await, json!({}));
     let run = c.events_until_closed("s").await;
     assert_eq!(run.events, vec![(1, "exited".into()), (2, "closed".into())]);
@@ -938,7 +941,9 @@ async fn terminate_running_exited_and_unknown() {
         c.start(id, &["sleep", "1000"], json!({"tty": tty})).await.unwrap();
         assert_eq!(c.ok("process/terminate", json!({"processId": id})).await, json!({"running": true}), "{id}");
         let exited = c.notification("process/exited", id).await;
-        assert_eq!(exited, json!({"processId": id, "seq": 1, "exitCode": 137, "sandboxDenied": false}), "{id}");
+        // execd extension: `signal` names what ended it.
+        let want = json!({"processId": id, "seq": 1, "exitCode": 137, "sandboxDenied": false, "signal": "SIGKILL"});
+        assert_eq!(exited, want, "{id}");
         let closed = c.notification("process/closed", id).await;
         assert_eq!(closed, json!({"processId": id, "seq": 2}), "{id}");
         assert_eq!(c.ok("process/terminate", json!({"processId": id})).await, json!({"running": false}), "{id}");
@@ -967,11 +972,12 @@ async fn terminate_after_exit_reports_not_running() {
 // ---------------------------------------------------------------------------
 
 #[tokio::test]
-async fn resize_kill_and_list_do_not_exist() {
+async fn resize_and_kill_do_not_exist() {
     let server = Server::start(&[]);
     let mut c = server.client().await;
     c.start("p", &["sleep", "1000"], json!({"tty": true})).await.unwrap();
-    for method in ["process/resize", "process/resizePty", "process/resizeTty", "process/kill", "process/list"] {
+    // execd's own `process/resizePty` and `process/list` are tested in process_control.rs.
+    for method in ["process/resize", "process/resizeTty", "process/kill"] {
         let e = c.err(method, json!({"processId": "p", "rows": 40, "cols": 100})).await;
         assert_eq!(e, (-32601, format!("exec-server stub does not implement `{method}` yet")));
     }

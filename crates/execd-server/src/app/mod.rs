@@ -16,7 +16,7 @@ pub use run::{Finish, Outcome, Start};
 use crate::dispatch::AfterReply;
 use crate::session::{lock, Outbound};
 use bytes::Bytes;
-use execd_process::{ProcessGroup, PtyControl, PtySize, Signal, SpawnError, StdinFeeder};
+use execd_process::{ProcessTree, PtyControl, PtySize, SpawnError, StdinFeeder};
 use execd_protocol::app::{debug_quoted, json_quoted};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -118,7 +118,8 @@ struct ProcState {
     running: bool,
     stdin: Stdin,
     pty: Option<PtyControl>,
-    group: ProcessGroup,
+    /// The process's descendants; dropping the process kills what is left of them.
+    tree: Arc<ProcessTree>,
     /// Replies that must be queued before the final message.
     held: Vec<oneshot::Receiver<()>>,
 }
@@ -200,7 +201,7 @@ impl AppProcess {
         if !st.running {
             return Err(AppError::NotRunning(self.family, self.id().to_owned()));
         }
-        let _ = st.group.signal(Signal::Kill);
+        let _ = st.tree.kill();
         Ok(Self::hold(&mut st))
     }
 }
@@ -284,7 +285,7 @@ impl AppConnection {
                     _ => Stdin::Off,
                 },
                 pty: spawned.pty,
-                group: spawned.group,
+                tree: spawned.tree,
                 held: Vec::new(),
             }),
         });
@@ -313,7 +314,7 @@ impl AppConnection {
     pub fn kill_all(&self) {
         for table in &self.tables {
             for p in lock(table).values() {
-                let _ = lock(&p.state).group.signal(Signal::Kill);
+                let _ = lock(&p.state).tree.kill();
             }
         }
     }

@@ -4,7 +4,7 @@
 
 use super::{text, AppConnection, AppProcess, Family};
 use crate::session::lock;
-use execd_process::{Event, ProcessEvents, Signal, SpawnSpec, StreamKind};
+use execd_process::{Event, ProcessEvents, SpawnSpec, StreamKind};
 use execd_protocol::app::process::{ProcessExited, ProcessExitedNotification};
 use execd_protocol::app::{json_quoted, notification_text, DeltaText, OutputStream};
 use execd_protocol::Notification;
@@ -100,11 +100,11 @@ pub(super) async fn own(
                     buffers[i].extend_from_slice(&data);
                 }
             }
-            Event::Exited { code, timed_out } => {
+            Event::Exited { code, timed_out, .. } => {
                 exit_code = if timed_out { TIMEOUT_EXIT_CODE } else { code };
                 lock(&process.state).running = false;
             }
-            Event::Closed { drain_timed_out: undrained } => drain_timed_out = undrained,
+            Event::Closed { drain_timed_out: undrained, .. } => drain_timed_out = undrained,
         }
     }
     drop(events);
@@ -114,7 +114,7 @@ pub(super) async fn own(
         let _ = reply.await;
     }
     // Whatever is left of the process group does not outlive the process.
-    let _ = lock(&process.state).group.signal(Signal::Kill);
+    let _ = lock(&process.state).tree.kill();
     let [stdout, stderr] = buffers;
     let outcome = Outcome {
         exit_code,

@@ -9,7 +9,7 @@
 
 mod process;
 
-pub use process::{stream_name, ProcessHandle, ReadRequest, ReadSnapshot};
+pub use process::{stream_name, ProcessHandle, ReadRequest, ReadSnapshot, StartInfo};
 
 use execd_process::{SpawnError, SpawnSpec};
 use std::collections::HashMap;
@@ -53,6 +53,12 @@ pub enum SessionError {
     /// The process's stdin is gone.
     #[error("failed to write to process stdin")]
     StdinWrite,
+    /// A terminal operation on a process without one.
+    #[error("process {0} is not a tty")]
+    NotATty(String),
+    /// The terminal refused the new size.
+    #[error("failed to resize the terminal: {}", crate::error::os_message(.0))]
+    Resize(std::io::Error),
 }
 
 fn spawn_message(e: &SpawnError) -> String {
@@ -107,6 +113,7 @@ impl Session {
         self: &Arc<Self>,
         id: &str,
         spec: &SpawnSpec,
+        info: StartInfo,
     ) -> Result<(Arc<ProcessHandle>, oneshot::Sender<()>), SessionError> {
         let mut table = lock(&self.processes);
         if table.contains_key(id) {
@@ -114,7 +121,7 @@ impl Session {
         }
         let spawned = execd_process::spawn(spec)?;
         let (release, released) = oneshot::channel();
-        let handle = ProcessHandle::start(self.clone(), id, spawned, released);
+        let handle = ProcessHandle::start(self.clone(), id, spawned, info, released);
         table.insert(id.to_owned(), handle.clone());
         Ok((handle, release))
     }
@@ -127,11 +134,18 @@ impl Session {
         }
     }
 
-    /// Kills every process group of the session that may still have members.
+    /// Kills the whole tree of every process of the session.
     pub fn kill_all(&self) {
         for p in lock(&self.processes).values() {
-            p.kill_group();
+            p.kill_tree();
         }
+    }
+
+    /// Every process of the session, ordered by id.
+    pub fn processes(&self) -> Vec<Arc<ProcessHandle>> {
+        let mut all: Vec<_> = lock(&self.processes).values().cloned().collect();
+        all.sort_by(|a, b| a.id().cmp(b.id()));
+        all
     }
 }
 

@@ -9,11 +9,13 @@
 use super::{lock, Session, SessionError};
 use bytes::Bytes;
 use execd_process::{
-    Event, OutputRing, ProcessEvents, ProcessGroup, RetainedChunk, Signal, Spawned, StdinFeeder, StreamKind,
+    signal_name, Dropped, Event, OutputRing, ProcessEvents, ProcessGroup, ProcessTree, PtyControl, PtySize,
+    RetainedChunk, Signal, Spawned, StdinFeeder, StreamKind,
 };
 use execd_protocol::jsonrpc::notification_text;
 use execd_protocol::process::{
-    ClosedParams, ExitedParams, ProcessClosed, ProcessExited, ProcessOutput, StreamName, WriteStatus,
+    ClosedParams, DroppedBytes, Evicted, ExitedParams, ProcessClosed, ProcessExited, ProcessInfo, ProcessOutput,
+    ProcessState, StreamName, WriteStatus,
 };
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -30,14 +32,26 @@ struct State {
     ring: OutputRing,
     /// The next seq to assign (starts at 1).
     next_seq: u64,
-    /// Exit code and the seq of the `exited` event.
-    exit: Option<(i32, u64)>,
+    /// How the process ended, once it did.
+    exit: Option<Exit>,
     closed: bool,
+    /// Bytes dropped past the output cap, once closed (only with a cap).
+    dropped: Option<DroppedBytes>,
     /// `None` once the process closed: its group id may then be reused.
     group: Option<ProcessGroup>,
     /// The stdin queue; `None` when the process has no (more) stdin.
     stdin: Option<StdinFeeder>,
     write_ids: WriteIds,
+}
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug)]
+struct Exit {
+    code: i32,
+    /// The seq of the `exited` event.
+    seq: u64,
+    signal: Option<i32>,
+    timed_out: bool,
 }
 
 /// Accepted `writeId`s, remembered as keyed 64-bit hashes so that memory does
@@ -102,6 +116,25 @@ pub struct ReadSnapshot {
     pub exit_code: Option<i32>,
     /// Whether the process closed.
     pub closed: bool,
+    /// Output after `afterSeq` that is no longer retained.
+    pub evicted: Option<Evicted>,
+    /// The timeout killed the process.
+    pub timed_out: bool,
+    /// The signal that ended the process (`SIGKILL`).
+    pub signal: Option<String>,
+    /// Bytes dropped past the output cap (known once closed, only with a cap).
+    pub dropped: Option<DroppedBytes>,
+}
+
+/// What a process was started as, for `process/list`.
+#[derive(Clone, Debug)]
+pub struct StartInfo {
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// Runs under a PTY.
+    pub tty: bool,
+    /// An output cap was set.
+    pub capped: bool,
 }
 
 /// The handle through which handlers talk to a process.
@@ -109,6 +142,11 @@ pub struct ProcessHandle {
     id: Arc<str>,
     /// `id` as a JSON string literal, escaped once for the output hot path.
     id_json: String,
+    pid: u32,
+    info: StartInfo,
+    pty: Option<PtyControl>,
+    /// The descendants; dropping the handle kills what is left of them.
+    tree: Arc<ProcessTree>,
     state: Mutex<State>,
     /// Bumped after every event, to wake long-polls.
     changed: watch::Sender<u64>,
@@ -120,18 +158,24 @@ impl ProcessHandle {
         session: Arc<Session>,
         id: &str,
         spawned: Spawned,
+        info: StartInfo,
         released: oneshot::Receiver<()>,
     ) -> Arc<Self> {
-        let Spawned { events, stdin, group, .. } = spawned;
+        let Spawned { events, stdin, group, pid, pty, tree } = spawned;
         let stdin = stdin.map(StdinFeeder::start);
         let handle = Arc::new(ProcessHandle {
             id: Arc::from(id),
             id_json: serde_json::to_string(id).unwrap_or_else(|_| "\"\"".to_owned()),
+            pid,
+            info,
+            pty,
+            tree,
             state: Mutex::new(State {
                 ring: OutputRing::new(RETAINED_BYTES),
                 next_seq: 1,
                 exit: None,
                 closed: false,
+                dropped: None,
                 group: Some(group),
                 stdin,
                 write_ids: WriteIds::default(),
@@ -156,11 +200,14 @@ impl ProcessHandle {
             Event::Output { stream, data, .. } => {
                 st.ring.push(RetainedChunk { seq, stream: *stream, data: data.clone() })
             }
-            Event::Exited { code, .. } => st.exit = Some((*code, seq)),
-            Event::Closed { .. } => {
+            Event::Exited { code, signal, timed_out } => {
+                st.exit = Some(Exit { code: *code, seq, signal: *signal, timed_out: *timed_out })
+            }
+            Event::Closed { dropped, .. } => {
                 st.closed = true;
                 st.group = None;
                 st.stdin = None;
+                st.dropped = self.info.capped.then(|| dropped_bytes(self.info.tty, dropped));
             }
         }
         drop(st);
@@ -171,15 +218,19 @@ impl ProcessHandle {
     fn notification(&self, seq: u64, event: Event) -> String {
         match event {
             Event::Output { stream, data, .. } => ProcessOutput::text(&self.id_json, seq, stream_name(stream), &data),
-            Event::Exited { code, .. } => notification_text::<ProcessExited>(&ExitedParams {
+            Event::Exited { code, signal, timed_out } => notification_text::<ProcessExited>(&ExitedParams {
                 process_id: self.id.clone(),
                 seq,
                 exit_code: code,
                 sandbox_denied: false,
+                timed_out,
+                signal: signal.map(signal_name),
             }),
-            Event::Closed { .. } => {
-                notification_text::<ProcessClosed>(&ClosedParams { process_id: self.id.clone(), seq })
-            }
+            Event::Closed { dropped, .. } => notification_text::<ProcessClosed>(&ClosedParams {
+                process_id: self.id.clone(),
+                seq,
+                dropped_bytes: self.info.capped.then(|| dropped_bytes(self.info.tty, &dropped)),
+            }),
         }
     }
 
@@ -194,7 +245,7 @@ impl ProcessHandle {
                 let st = lock(&self.state);
                 let has_news = st.ring.after(req.after_seq).next().is_some()
                     || st.closed
-                    || st.exit.is_some_and(|(_, seq)| req.after_seq < seq);
+                    || st.exit.is_some_and(|exit| req.after_seq < exit.seq);
                 if req.wait.is_zero() || has_news || Instant::now() >= deadline {
                     return snapshot(&st, req);
                 }
@@ -239,29 +290,85 @@ impl ProcessHandle {
         })
     }
 
-    /// Delivers an interrupt to the group (a PTY's foreground group), unless closed.
-    pub fn interrupt(&self) {
+    /// Ends stdin after every write queued before it. `Err` is an immediate
+    /// answer (no stdin, or already closed); the future resolves once it is closed.
+    pub fn close_stdin(&self) -> Result<impl std::future::Future<Output = WriteStatus> + Send + 'static, WriteStatus> {
+        let stdin = lock(&self.state).stdin.take().ok_or(WriteStatus::StdinClosed)?;
+        Ok(async move {
+            // A child that is gone has no input to end: that is closed too.
+            let _ = stdin.close().await.await;
+            WriteStatus::Accepted
+        })
+    }
+
+    /// Resizes the terminal of a tty process (its foreground group gets SIGWINCH).
+    pub fn resize(&self, size: PtySize) -> Result<(), SessionError> {
+        let pty = self.pty.as_ref().ok_or_else(|| SessionError::NotATty(self.id.to_string()))?;
+        pty.resize(size).map_err(SessionError::Resize)
+    }
+
+    /// Delivers `sig` to the group (a PTY's foreground group), unless closed.
+    pub fn signal(&self, sig: Signal) {
         if let Some(group) = &lock(&self.state).group {
-            let _ = group.signal(Signal::Interrupt);
+            let _ = group.signal(sig);
         }
     }
 
-    /// SIGKILLs the group if the process still runs; returns whether it did.
-    /// A process that exited but whose output is still open (a grandchild holds
-    /// it) has its group killed too, but reports `false`.
-    pub fn terminate(&self) -> bool {
+    /// Kills the process tree; returns whether the process was still running.
+    /// Without `grace` the tree gets SIGKILL at once. With it, SIGTERM first,
+    /// then SIGKILL once the grace ran out or the process closed, whichever
+    /// comes first. A process that exited but whose output is still open (a
+    /// descendant holds it) has its tree killed too, but reports `false`.
+    pub fn terminate(self: &Arc<Self>, grace: Option<Duration>) -> bool {
         let st = lock(&self.state);
-        if let Some(group) = &st.group {
-            let _ = group.signal(Signal::Kill);
+        let running = st.exit.is_none() && st.group.is_some();
+        let closed = st.closed;
+        drop(st);
+        match grace {
+            Some(grace) if !closed => {
+                self.tree.signal(Signal::Terminate.raw());
+                let handle = self.clone();
+                tokio::spawn(async move {
+                    let mut changed = handle.changed.subscribe();
+                    let _ = tokio::time::timeout(grace, changed.wait_for(|_| lock(&handle.state).closed)).await;
+                    handle.tree.kill();
+                });
+            }
+            _ => self.tree.kill(),
         }
-        st.exit.is_none() && st.group.is_some()
+        running
     }
 
-    /// SIGKILLs the group unless the process already closed.
-    pub fn kill_group(&self) {
-        if let Some(group) = &lock(&self.state).group {
-            let _ = group.signal(Signal::Kill);
+    /// SIGKILLs the whole tree (session end, server shutdown).
+    pub fn kill_tree(&self) {
+        self.tree.kill();
+    }
+
+    /// The process as `process/list` shows it.
+    pub fn info(&self) -> ProcessInfo {
+        let st = lock(&self.state);
+        ProcessInfo {
+            process_id: self.id.to_string(),
+            pid: self.pid,
+            argv: self.info.argv.clone(),
+            tty: self.info.tty,
+            state: match (st.closed, st.exit) {
+                (true, _) => ProcessState::Closed,
+                (false, Some(_)) => ProcessState::Exited,
+                (false, None) => ProcessState::Running,
+            },
+            exit_code: st.exit.map(|e| e.code),
+            next_seq: st.next_seq,
+            timed_out: st.exit.is_some_and(|e| e.timed_out),
         }
+    }
+}
+
+fn dropped_bytes(tty: bool, d: &Dropped) -> DroppedBytes {
+    if tty {
+        DroppedBytes { pty: Some(d.stdout), ..DroppedBytes::default() }
+    } else {
+        DroppedBytes { stdout: Some(d.stdout), stderr: Some(d.stderr), pty: None }
     }
 }
 
@@ -285,7 +392,20 @@ fn snapshot(st: &State, req: ReadRequest) -> ReadSnapshot {
         (Some(_), Some(last)) => last.seq + 1,
         _ => st.next_seq,
     };
-    ReadSnapshot { chunks, next_seq, exit_code: st.exit.map(|(code, _)| code), closed: st.closed }
+    let evicted = st.ring.evicted_after(req.after_seq).then(|| Evicted {
+        first_retained_seq: st.ring.first_seq().unwrap_or(st.next_seq),
+        bytes: st.ring.evicted_bytes(),
+    });
+    ReadSnapshot {
+        chunks,
+        next_seq,
+        exit_code: st.exit.map(|e| e.code),
+        closed: st.closed,
+        evicted,
+        timed_out: st.exit.is_some_and(|e| e.timed_out),
+        signal: st.exit.and_then(|e| e.signal).map(signal_name),
+        dropped: st.dropped,
+    }
 }
 
 /// The wire name of a stream.

@@ -1,0 +1,324 @@
+//! Containment of a child's whole descendant tree, so that it can be killed
+//! as one, including descendants that left the process group (`setsid`,
+//! double fork).
+//!
+//! Where a cgroup v2 hierarchy is writable, every child starts in a cgroup of
+//! its own (`<execd's cgroup>/execd-<pid>/<n>`), entered before `exec`, and
+//! `cgroup.kill` ends everything in it. Otherwise the tree is found by walking
+//! `/proc` for the child's process group, session and descendants by parent
+//! pid; with execd a child subreaper (see [`crate::reap_orphans`]) orphans
+//! stay our descendants, so only an orphan that also left the session can
+//! escape. [`containment`] tells which mode is in effect.
+
+use rustix::process::{Pid, Signal};
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+/// How descendant trees are contained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Containment {
+    /// One cgroup v2 per process: exact.
+    Cgroup,
+    /// Process group, session and parent links: best effort.
+    ProcessTree,
+}
+
+static DISABLE_CGROUPS: AtomicBool = AtomicBool::new(false);
+static BASE: OnceLock<Option<PathBuf>> = OnceLock::new();
+static NEXT: AtomicU64 = AtomicU64::new(1);
+/// Cgroups killed but not yet removed (their processes were still exiting).
+static GRAVEYARD: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Never use cgroups (call before the first spawn); for hosts where they misbehave, and for tests.
+pub fn disable_cgroups() {
+    DISABLE_CGROUPS.store(true, Ordering::Relaxed);
+}
+
+/// The containment new children get.
+pub fn containment() -> Containment {
+    if base().is_some() {
+        Containment::Cgroup
+    } else {
+        Containment::ProcessTree
+    }
+}
+
+/// `<cgroup2 mount><execd's cgroup>/execd-<pid>`, created on first use; `None` when unusable.
+fn base() -> Option<&'static Path> {
+    BASE.get_or_init(|| {
+        if DISABLE_CGROUPS.load(Ordering::Relaxed) {
+            return None;
+        }
+        let parent = own_cgroup_dir()?;
+        remove_stale(&parent);
+        let dir = parent.join(format!("execd-{}", std::process::id()));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => Some(dir),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Some(dir),
+            Err(e) => {
+                warn_fallback(&format!("cgroup containment unavailable ({}): {e}", dir.display()));
+                None
+            }
+        }
+    })
+    .as_deref()
+}
+
+/// Cgroups are optional; say once on stderr why they are not used.
+fn warn_fallback(msg: &str) {
+    let _ = writeln!(io::stderr(), "execd: {msg}; falling back to process-tree containment");
+}
+
+/// The directory of this process's cgroup in the cgroup v2 hierarchy.
+fn own_cgroup_dir() -> Option<PathBuf> {
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let own = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mount = mountinfo.lines().find_map(|line| {
+        let (fields, rest) = line.split_once(" - ")?;
+        (rest.split_whitespace().next()? == "cgroup2").then(|| fields.split_whitespace().nth(4).map(PathBuf::from))?
+    })?;
+    Some(mount.join(own.trim_start_matches('/')))
+}
+
+/// Kills and removes the `execd-<pid>` cgroups of execd processes that are gone.
+fn remove_stale(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("execd-")).and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        let alive = Pid::from_raw(pid).is_some_and(|p| rustix::process::test_kill_process(p).is_ok());
+        if alive && pid != std::process::id() as i32 {
+            continue;
+        }
+        let dir = entry.path();
+        if let Ok(children) = std::fs::read_dir(&dir) {
+            for child in children.flatten().filter(|c| c.path().is_dir()) {
+                kill_cgroup(&child.path());
+                bury(child.path());
+            }
+        }
+        bury(dir);
+    }
+}
+
+/// Removes a cgroup now, or later once its last process is gone.
+fn bury(dir: PathBuf) {
+    if std::fs::remove_dir(&dir).is_err() {
+        lock_graveyard().push(dir);
+    }
+}
+
+fn lock_graveyard() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    GRAVEYARD.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Retries removing killed cgroups; returns how many are left.
+pub fn sweep() -> usize {
+    let mut graveyard = lock_graveyard();
+    graveyard.retain(|dir| std::fs::remove_dir(dir).is_err_and(|e| e.kind() != io::ErrorKind::NotFound));
+    graveyard.len()
+}
+
+/// Kills everything in execd's cgroups and removes them, waiting up to
+/// `patience` for the processes to die (server shutdown). Blocks the thread.
+pub fn remove_cgroups(patience: std::time::Duration) {
+    let Some(Some(base)) = BASE.get() else { return };
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        if let Ok(children) = std::fs::read_dir(base) {
+            for child in children.flatten().filter(|c| c.path().is_dir()) {
+                kill_cgroup(&child.path());
+                let _ = std::fs::remove_dir(child.path());
+            }
+        }
+        sweep();
+        if std::fs::remove_dir(base).is_ok() || std::time::Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// SIGKILLs everything in a cgroup (`cgroup.kill`, or one by one on kernels before 5.14).
+fn kill_cgroup(dir: &Path) {
+    if std::fs::write(dir.join("cgroup.kill"), b"1").is_ok() {
+        return;
+    }
+    for _ in 0..3 {
+        let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) else { return };
+        let pids: Vec<Pid> = procs.lines().filter_map(|l| l.trim().parse().ok()).filter_map(Pid::from_raw).collect();
+        if pids.is_empty() {
+            return;
+        }
+        for pid in pids {
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+        }
+    }
+}
+
+/// A new child's cgroup, made before the fork.
+pub(crate) struct NewCgroup {
+    dir: PathBuf,
+    /// `cgroup.procs`, which the child writes `0` to (moving itself) before `exec`.
+    pub(crate) procs: OwnedFd,
+}
+
+impl NewCgroup {
+    /// A fresh cgroup for one child, or `None` when cgroups are not in use.
+    pub(crate) fn create() -> Option<NewCgroup> {
+        let dir = base()?.join(NEXT.fetch_add(1, Ordering::Relaxed).to_string());
+        std::fs::create_dir(&dir).ok()?;
+        match File::options().write(true).open(dir.join("cgroup.procs")) {
+            Ok(file) => Some(NewCgroup { dir, procs: OwnedFd::from(file) }),
+            Err(_) => {
+                let _ = std::fs::remove_dir(&dir);
+                None
+            }
+        }
+    }
+
+    /// Removes the cgroup of a spawn that failed.
+    pub(crate) fn discard(self) {
+        bury(self.dir);
+    }
+}
+
+/// Moves the calling (forked, not yet exec'd) process into the cgroup behind `procs`.
+/// Async-signal-safe: one `write`, no allocation.
+pub(crate) fn enter(procs: &OwnedFd) -> io::Result<()> {
+    rustix::io::write(procs.as_fd(), b"0")?;
+    Ok(())
+}
+
+/// The descendant tree of one spawned child.
+#[derive(Debug)]
+pub struct ProcessTree {
+    /// The child's pid: its process group id (and session id, for a PTY child).
+    leader: Pid,
+    cgroup: Option<PathBuf>,
+    /// The leader was reaped and its output closed: its ids may be reused, so
+    /// the process-tree mode no longer signals by them.
+    retired: AtomicBool,
+}
+
+impl ProcessTree {
+    pub(crate) fn new(leader: Pid, cgroup: Option<NewCgroup>) -> Self {
+        ProcessTree { leader, cgroup: cgroup.map(|c| c.dir), retired: AtomicBool::new(false) }
+    }
+
+    /// Whether the tree is held in a cgroup (exact containment).
+    pub fn contained(&self) -> bool {
+        self.cgroup.is_some()
+    }
+
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
+    }
+
+    /// SIGKILLs every process of the tree.
+    pub fn kill(&self) {
+        self.signal(Signal::KILL);
+    }
+
+    /// Sends `sig` to every process of the tree.
+    pub fn signal(&self, sig: Signal) {
+        if let Some(dir) = &self.cgroup {
+            if sig == Signal::KILL {
+                kill_cgroup(dir);
+            } else if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+                for pid in procs.lines().filter_map(|l| l.trim().parse().ok()).filter_map(Pid::from_raw) {
+                    let _ = rustix::process::kill_process(pid, sig);
+                }
+            }
+            return;
+        }
+        if self.retired.load(Ordering::Relaxed) {
+            return;
+        }
+        let _ = rustix::process::kill_process_group(self.leader, sig);
+        // Descendants that left the group: same session, or linked by parent pid.
+        for pid in descendants(self.leader) {
+            let _ = rustix::process::kill_process(pid, sig);
+        }
+    }
+}
+
+impl Drop for ProcessTree {
+    /// Whatever is left of the tree dies with it, and its cgroup is removed.
+    fn drop(&mut self) {
+        if let Some(dir) = self.cgroup.take() {
+            if std::fs::remove_dir(&dir).is_err() {
+                kill_cgroup(&dir);
+                bury(dir);
+            }
+        }
+    }
+}
+
+/// The fields of `/proc/<pid>/stat` that tree walking needs.
+pub(crate) struct ProcStat {
+    pub(crate) state: char,
+    pub(crate) ppid: i32,
+    pgrp: i32,
+    session: i32,
+}
+
+impl ProcStat {
+    pub(crate) fn read(pid: i32) -> Option<ProcStat> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name may hold anything, even ") "; the fields follow its last ')'.
+        let mut fields = stat.get(stat.rfind(')')? + 2..)?.split(' ');
+        let state = fields.next()?.chars().next()?;
+        let mut num = || fields.next()?.parse::<i32>().ok();
+        Some(ProcStat { state, ppid: num()?, pgrp: num()?, session: num()? })
+    }
+}
+
+/// Processes in `leader`'s group or session, and their descendants by parent pid.
+fn descendants(leader: Pid) -> Vec<Pid> {
+    let leader = leader.as_raw_nonzero().get();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let all: Vec<(i32, ProcStat)> = dir
+        .filter_map(|e| {
+            let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            Some((pid, ProcStat::read(pid)?))
+        })
+        .collect();
+    let mut tree: Vec<i32> = all
+        .iter()
+        .filter(|(pid, s)| *pid == leader || s.pgrp == leader || s.session == leader)
+        .map(|(pid, _)| *pid)
+        .collect();
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        for (pid, s) in &all {
+            if s.ppid == parent && !tree.contains(pid) {
+                tree.push(*pid);
+            }
+        }
+        i += 1;
+    }
+    tree.into_iter().filter_map(Pid::from_raw).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_odd_command_names() {
+        let me = std::process::id() as i32;
+        let stat = ProcStat::read(me).expect("own stat");
+        assert_eq!(stat.ppid, rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get()));
+        assert_eq!(stat.pgrp, rustix::process::getpgrp().as_raw_nonzero().get());
+        assert!("RSD".contains(stat.state), "{}", stat.state);
+    }
+}
