@@ -201,7 +201,7 @@ impl AppProcess {
         if !st.running {
             return Err(AppError::NotRunning(self.family, self.id().to_owned()));
         }
-        let _ = st.tree.kill();
+        st.tree.kill();
         Ok(Self::hold(&mut st))
     }
 }
@@ -314,7 +314,7 @@ impl AppConnection {
     pub fn kill_all(&self) {
         for table in &self.tables {
             for p in lock(table).values() {
-                let _ = lock(&p.state).tree.kill();
+                lock(&p.state).tree.kill();
             }
         }
     }

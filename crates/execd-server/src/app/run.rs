@@ -114,7 +114,7 @@ pub(super) async fn own(
         let _ = reply.await;
     }
     // Whatever is left of the process group does not outlive the process.
-    let _ = lock(&process.state).tree.kill();
+    lock(&process.state).tree.kill();
     let [stdout, stderr] = buffers;
     let outcome = Outcome {
         exit_code,
