@@ -130,8 +130,14 @@ pub async fn reap_orphans() -> io::Result<()> {
         if sigchld.recv().await.is_none() {
             return Ok(());
         }
+        // At most one scan of /proc per interval, however many children exit:
+        // an orphan stays a zombie for at most this long.
+        tokio::time::sleep(ORPHAN_SCAN_INTERVAL).await;
     }
 }
+
+/// The least time between two scans for orphaned zombies.
+const ORPHAN_SCAN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Pids of this process's children that are zombies, read from `/proc`.
 fn zombie_children() -> Vec<i32> {

@@ -67,22 +67,25 @@ pub struct Spawned {
     pub tree: Arc<ProcessTree>,
 }
 
-/// Spawns a child. Must be called from within a tokio runtime.
-///
-/// The child is waited for through its pidfd by its [`ProcessEvents`]; where
-/// cgroups are in use it runs in a cgroup of its own (see [`ProcessTree`]).
-pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
-    let (program, args) = spec.argv.split_first().ok_or(SpawnError::EmptyArgv)?;
-    let path_var = spec.env.iter().rev().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str());
-    let resolved = resolve_program(program, path_var, &spec.cwd)?;
+/// The command for one spawn attempt. The child enters `cgroup` (if any)
+/// before anything else, then (PTY) starts a session on its terminal. The
+/// slave copies the command holds close when it is dropped, so EOF arrives
+/// once the child's side closes.
+fn command(
+    spec: &SpawnSpec,
+    resolved: &std::path::Path,
+    program: &str,
+    args: &[String],
+    pty: Option<&pty::PtyPair>,
+    cgroup: Option<&NewCgroup>,
+) -> io::Result<Command> {
     let mut cmd = Command::new(resolved);
     cmd.arg0(spec.arg0.as_deref().unwrap_or(program))
         .args(args)
         .current_dir(&spec.cwd)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)));
-    let pty = spec.pty.map(pty::open).transpose()?;
-    match &pty {
+    match pty {
         None => {
             cmd.process_group(0)
                 .stdin(if spec.pipe_stdin { Stdio::piped() } else { Stdio::null() })
@@ -95,10 +98,11 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
                 .stderr(Stdio::from(pair.slave.try_clone()?));
         }
     }
-    let cgroup = NewCgroup::create();
-    let procs =
-        cgroup.as_ref().map(|c| rustix::io::fcntl_dupfd_cloexec(&c.procs, 0)).transpose().map_err(io::Error::from)?;
+    let procs = cgroup.map(|c| rustix::io::fcntl_dupfd_cloexec(&c.procs, 0)).transpose()?;
     let tty = pty.is_some();
+    if procs.is_none() && !tty {
+        return Ok(cmd);
+    }
     // SAFETY: the closure runs in the forked child before exec and makes only
     // async-signal-safe system calls (write, setsid, ioctl); it allocates nothing.
     unsafe {
@@ -113,22 +117,39 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
             Ok(())
         });
     }
-    // The registry lock is held from the fork until the child is registered.
-    let mut children = registry();
-    let mut child = match cmd.spawn() {
-        Ok(child) => child,
-        Err(e) => {
-            drop(children);
-            if let Some(cgroup) = cgroup {
+    Ok(cmd)
+}
+
+/// Spawns a child. Must be called from within a tokio runtime.
+///
+/// The child is waited for through its pidfd by its [`ProcessEvents`]; where
+/// cgroups are in use it runs in a cgroup of its own (see [`ProcessTree`]).
+pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
+    let (program, args) = spec.argv.split_first().ok_or(SpawnError::EmptyArgv)?;
+    let path_var = spec.env.iter().rev().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str());
+    let resolved = resolve_program(program, path_var, &spec.cwd)?;
+    let pty = spec.pty.map(pty::open).transpose()?;
+    let (mut child, mut children, cgroup) = loop {
+        let cgroup = NewCgroup::create();
+        let mut cmd = command(spec, &resolved, program, args, pty.as_ref(), cgroup.as_ref())?;
+        // The registry lock is held from the fork until the child is registered.
+        let children = registry();
+        match cmd.spawn() {
+            Ok(child) => break (child, children, cgroup),
+            Err(e) => {
+                drop(children);
+                let Some(cgroup) = cgroup else { return Err(e.into()) };
                 cgroup.discard();
+                if e.raw_os_error() != Some(crate::tree::ENTER_FAILED) {
+                    return Err(e.into());
+                }
+                // The hierarchy refuses our processes: run this child, and every later one, without cgroups.
+                crate::tree::cgroups_refused();
             }
-            return Err(e.into());
         }
     };
     let waiter = Child::register(child.id(), &mut children);
     drop(children);
-    // The slave copies held by `cmd` close here, so EOF arrives once the child's side closes.
-    drop(cmd);
     let waiter = waiter.inspect_err(|_| {
         let _ = child.kill();
         let _ = child.wait();

@@ -49,6 +49,9 @@ pub fn containment() -> Containment {
 
 /// `<cgroup2 mount><execd's cgroup>/execd-<pid>`, created on first use; `None` when unusable.
 fn base() -> Option<&'static Path> {
+    if DISABLE_CGROUPS.load(Ordering::Relaxed) {
+        return None;
+    }
     BASE.get_or_init(|| {
         if DISABLE_CGROUPS.load(Ordering::Relaxed) {
             return None;
@@ -190,11 +193,24 @@ impl NewCgroup {
     }
 }
 
+/// The errno a child reports when it could not enter its cgroup (one `exec`
+/// never returns), so the parent can tell this failure from the program's.
+pub(crate) const ENTER_FAILED: i32 = rustix::io::Errno::CHRNG.raw_os_error();
+
 /// Moves the calling (forked, not yet exec'd) process into the cgroup behind `procs`.
 /// Async-signal-safe: one `write`, no allocation.
 pub(crate) fn enter(procs: &OwnedFd) -> io::Result<()> {
-    rustix::io::write(procs.as_fd(), b"0")?;
-    Ok(())
+    match rustix::io::write(procs.as_fd(), b"0") {
+        Ok(_) => Ok(()),
+        Err(_) => Err(io::Error::from_raw_os_error(ENTER_FAILED)),
+    }
+}
+
+/// The hierarchy would not take a child: use no cgroups from now on.
+pub(crate) fn cgroups_refused() {
+    if !DISABLE_CGROUPS.swap(true, Ordering::Relaxed) {
+        warn_fallback("the cgroup v2 hierarchy refused a child");
+    }
 }
 
 /// The descendant tree of one spawned child.
@@ -242,10 +258,15 @@ impl ProcessTree {
         if self.retired.load(Ordering::Relaxed) {
             return;
         }
-        let _ = rustix::process::kill_process_group(self.leader, sig);
-        // Descendants that left the group: same session, or linked by parent pid.
-        for pid in descendants(self.leader) {
-            let _ = rustix::process::kill_process(pid, sig);
+        // The tree is found before anything is signalled: a killed parent's
+        // children are re-parented at once, which would hide them from the walk.
+        // A second round catches what was forked meanwhile.
+        for _ in 0..2 {
+            let members = descendants(self.leader);
+            let _ = rustix::process::kill_process_group(self.leader, sig);
+            for pid in members {
+                let _ = rustix::process::kill_process(pid, sig);
+            }
         }
     }
 }

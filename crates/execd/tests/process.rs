@@ -894,7 +894,8 @@ async fn signal_interrupt_non_tty_and_unknown() {
     assert_eq!(c.ok("process/signal", json!({"processId": "nope", "signal": "interrupt"})).await, json!({}));
     c.start("s", &["sleep", "1000"], json!({})).await.unwrap();
     let e = c.err("process/signal", json!({"processId": "s", "signal": "stop"})).await;
-    let expected = "unknown variant `stop`, expected one of `interrupt`, `terminate`, `kill`, `hangup`, `quit`, `user1`, `user2`";
+    let expected =
+        "unknown variant `stop`, expected one of `interrupt`, `terminate`, `kill`, `hangup`, `quit`, `user1`, `user2`";
     assert_eq!(e, (-32602, expected.to_owned()));
     assert_eq!(c.ok("process/signal", json!({"processId": "s", "signal": "interrupt"})).await, json!({}));
     let run = c.events_until_closed("s").await;

@@ -39,6 +39,8 @@ struct State {
     dropped: Option<DroppedBytes>,
     /// `None` once the process closed: its group id may then be reused.
     group: Option<ProcessGroup>,
+    /// The terminal of a tty process; dropped once closed (no descriptor outlives the process).
+    pty: Option<PtyControl>,
     /// The stdin queue; `None` when the process has no (more) stdin.
     stdin: Option<StdinFeeder>,
     write_ids: WriteIds,
@@ -144,7 +146,6 @@ pub struct ProcessHandle {
     id_json: String,
     pid: u32,
     info: StartInfo,
-    pty: Option<PtyControl>,
     /// The descendants; dropping the handle kills what is left of them.
     tree: Arc<ProcessTree>,
     state: Mutex<State>,
@@ -168,7 +169,6 @@ impl ProcessHandle {
             id_json: serde_json::to_string(id).unwrap_or_else(|_| "\"\"".to_owned()),
             pid,
             info,
-            pty,
             tree,
             state: Mutex::new(State {
                 ring: OutputRing::new(RETAINED_BYTES),
@@ -177,6 +177,7 @@ impl ProcessHandle {
                 closed: false,
                 dropped: None,
                 group: Some(group),
+                pty,
                 stdin,
                 write_ids: WriteIds::default(),
             }),
@@ -206,6 +207,7 @@ impl ProcessHandle {
             Event::Closed { dropped, .. } => {
                 st.closed = true;
                 st.group = None;
+                st.pty = None;
                 st.stdin = None;
                 st.dropped = self.info.capped.then(|| dropped_bytes(self.info.tty, dropped));
             }
@@ -302,9 +304,15 @@ impl ProcessHandle {
     }
 
     /// Resizes the terminal of a tty process (its foreground group gets SIGWINCH).
+    /// A closed process has no terminal left; resizing it does nothing.
     pub fn resize(&self, size: PtySize) -> Result<(), SessionError> {
-        let pty = self.pty.as_ref().ok_or_else(|| SessionError::NotATty(self.id.to_string()))?;
-        pty.resize(size).map_err(SessionError::Resize)
+        if !self.info.tty {
+            return Err(SessionError::NotATty(self.id.to_string()));
+        }
+        match &lock(&self.state).pty {
+            Some(pty) => pty.resize(size).map_err(SessionError::Resize),
+            None => Ok(()),
+        }
     }
 
     /// Delivers `sig` to the group (a PTY's foreground group), unless closed.
@@ -426,6 +434,9 @@ async fn own(
 ) {
     let _ = released.await;
     while let Some(event) = events.next().await {
+        if matches!(&event, Event::Output { data, .. } if data.is_empty()) {
+            continue; // a cap of 0 was reached: there is nothing to deliver
+        }
         let seq = handle.record(&event);
         if let Some(outbound) = session.outbound() {
             let text = handle.notification(seq, event);
