@@ -67,17 +67,17 @@ pub struct Spawned {
     pub tree: Arc<ProcessTree>,
 }
 
-/// The command for one spawn attempt. The child enters `cgroup` (if any)
-/// before anything else, then (PTY) starts a session on its terminal. The
-/// slave copies the command holds close when it is dropped, so EOF arrives
-/// once the child's side closes.
+/// The command for one spawn. A PTY child starts a session on its terminal
+/// before `exec` (which needs a `fork`); a pipe child needs no code before
+/// `exec`, so std uses the much cheaper `posix_spawn` (no copy of the
+/// server's page tables). The slave copies the command holds close when it
+/// is dropped, so EOF arrives once the child's side closes.
 fn command(
     spec: &SpawnSpec,
     resolved: &std::path::Path,
     program: &str,
     args: &[String],
     pty: Option<&pty::PtyPair>,
-    cgroup: Option<&NewCgroup>,
 ) -> io::Result<Command> {
     let mut cmd = Command::new(resolved);
     cmd.arg0(spec.arg0.as_deref().unwrap_or(program))
@@ -98,24 +98,16 @@ fn command(
                 .stderr(Stdio::from(pair.slave.try_clone()?));
         }
     }
-    let procs = cgroup.map(|c| rustix::io::fcntl_dupfd_cloexec(&c.procs, 0)).transpose()?;
-    let tty = pty.is_some();
-    if procs.is_none() && !tty {
-        return Ok(cmd);
-    }
-    // SAFETY: the closure runs in the forked child before exec and makes only
-    // async-signal-safe system calls (write, setsid, ioctl); it allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            if let Some(procs) = &procs {
-                crate::tree::enter(procs)?;
-            }
-            if tty {
+    if pty.is_some() {
+        // SAFETY: the closure runs in the forked child before exec and makes only
+        // async-signal-safe system calls (setsid, ioctl); it allocates nothing.
+        unsafe {
+            cmd.pre_exec(|| {
                 rustix::process::setsid()?;
                 rustix::process::ioctl_tiocsctty(BorrowedFd::borrow_raw(0))?;
-            }
-            Ok(())
-        });
+                Ok(())
+            });
+        }
     }
     Ok(cmd)
 }
@@ -129,23 +121,33 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
     let path_var = spec.env.iter().rev().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str());
     let resolved = resolve_program(program, path_var, &spec.cwd)?;
     let pty = spec.pty.map(pty::open).transpose()?;
-    let (mut child, mut children, cgroup) = loop {
-        let cgroup = NewCgroup::create();
-        let mut cmd = command(spec, &resolved, program, args, pty.as_ref(), cgroup.as_ref())?;
-        // The registry lock is held from the fork until the child is registered.
-        let children = registry();
-        match cmd.spawn() {
-            Ok(child) => break (child, children, cgroup),
-            Err(e) => {
-                drop(children);
-                let Some(cgroup) = cgroup else { return Err(e.into()) };
-                cgroup.discard();
-                if e.raw_os_error() != Some(crate::tree::ENTER_FAILED) {
-                    return Err(e.into());
-                }
-                // The hierarchy refuses our processes: run this child, and every later one, without cgroups.
-                crate::tree::cgroups_refused();
+    let mut cmd = command(spec, &resolved, program, args, pty.as_ref())?;
+    // The registry lock is held from the fork until the child is registered;
+    // it also keeps spawns one at a time while the server visits a child's cgroup.
+    let mut children = registry();
+    let mut cgroup = NewCgroup::create();
+    // The child is born in its cgroup: the server steps into it for the spawn.
+    let visit = match cgroup.as_ref().map(crate::tree::Visit::enter).transpose() {
+        Ok(visit) => visit,
+        Err(_) => {
+            if let Some(refused) = cgroup.take() {
+                refused.discard();
             }
+            crate::tree::cgroups_refused();
+            None
+        }
+    };
+    let spawned = cmd.spawn();
+    drop(visit);
+    drop(cmd);
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            drop(children);
+            if let Some(cgroup) = cgroup {
+                cgroup.discard();
+            }
+            return Err(e.into());
         }
     };
     let waiter = Child::register(child.id(), &mut children);

@@ -2,9 +2,9 @@
 //! as one, including descendants that left the process group (`setsid`,
 //! double fork).
 //!
-//! Where a cgroup v2 hierarchy is writable, every child starts in a cgroup of
-//! its own (`<execd's cgroup>/execd-<pid>/<n>`), entered before `exec`, and
-//! `cgroup.kill` ends everything in it. Otherwise the tree is found by walking
+//! Where a cgroup v2 hierarchy is writable, every child is born in a cgroup
+//! of its own (`<execd's cgroup>/execd-<pid>/<n>`; the server visits it for
+//! the spawn, see [`Visit`]), and `cgroup.kill` ends everything in it. Otherwise the tree is found by walking
 //! `/proc` for the child's process group, session and descendants by parent
 //! pid; with execd a child subreaper (see [`crate::reap_orphans`]) orphans
 //! stay our descendants, so only an orphan that also left the session can
@@ -28,10 +28,21 @@ pub enum Containment {
 }
 
 static DISABLE_CGROUPS: AtomicBool = AtomicBool::new(false);
+/// The server could not leave a child's cgroup: no cgroup is ever killed again.
+static STRANDED: AtomicBool = AtomicBool::new(false);
+static HOME: OnceLock<Option<OwnedFd>> = OnceLock::new();
 static BASE: OnceLock<Option<PathBuf>> = OnceLock::new();
 static NEXT: AtomicU64 = AtomicU64::new(1);
 /// Cgroups killed but not yet removed (their processes were still exiting).
 static GRAVEYARD: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Empty cgroups ready for the next child.
+static FREE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Most empty cgroups kept for reuse.
+const FREE_CGROUPS: usize = 256;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Never use cgroups (call before the first spawn); for hosts where they misbehave, and for tests.
 pub fn disable_cgroups() {
@@ -57,6 +68,10 @@ fn base() -> Option<&'static Path> {
             return None;
         }
         let parent = own_cgroup_dir()?;
+        let home = File::options().write(true).open(parent.join("cgroup.procs")).ok().map(OwnedFd::from);
+        if HOME.set(home).is_err() || self::home().is_none() {
+            return None;
+        }
         remove_stale(&parent);
         let dir = parent.join(format!("execd-{}", std::process::id()));
         match std::fs::create_dir(&dir) {
@@ -114,17 +129,13 @@ fn remove_stale(parent: &Path) {
 /// Removes a cgroup now, or later once its last process is gone.
 fn bury(dir: PathBuf) {
     if std::fs::remove_dir(&dir).is_err() {
-        lock_graveyard().push(dir);
+        lock(&GRAVEYARD).push(dir);
     }
-}
-
-fn lock_graveyard() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
-    GRAVEYARD.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Retries removing killed cgroups; returns how many are left.
 pub fn sweep() -> usize {
-    let mut graveyard = lock_graveyard();
+    let mut graveyard = lock(&GRAVEYARD);
     graveyard.retain(|dir| std::fs::remove_dir(dir).is_err_and(|e| e.kind() != io::ErrorKind::NotFound));
     graveyard.len()
 }
@@ -133,6 +144,7 @@ pub fn sweep() -> usize {
 /// `patience` for the processes to die (server shutdown). Blocks the thread.
 pub fn remove_cgroups(patience: std::time::Duration) {
     let Some(Some(base)) = BASE.get() else { return };
+    lock(&FREE).clear();
     let deadline = std::time::Instant::now() + patience;
     loop {
         if let Ok(children) = std::fs::read_dir(base) {
@@ -151,6 +163,9 @@ pub fn remove_cgroups(patience: std::time::Duration) {
 
 /// SIGKILLs everything in a cgroup (`cgroup.kill`, or one by one on kernels before 5.14).
 fn kill_cgroup(dir: &Path) {
+    if STRANDED.load(Ordering::Relaxed) {
+        return;
+    }
     if std::fs::write(dir.join("cgroup.kill"), b"1").is_ok() {
         return;
     }
@@ -169,15 +184,25 @@ fn kill_cgroup(dir: &Path) {
 /// A new child's cgroup, made before the fork.
 pub(crate) struct NewCgroup {
     dir: PathBuf,
-    /// `cgroup.procs`, which the child writes `0` to (moving itself) before `exec`.
+    /// `cgroup.procs`, which the server writes `0` to when it visits for a spawn.
     pub(crate) procs: OwnedFd,
 }
 
 impl NewCgroup {
     /// A fresh cgroup for one child, or `None` when cgroups are not in use.
+    /// An empty cgroup left by an earlier process is reused: making and
+    /// removing cgroups costs the kernel far more than the spawn itself.
     pub(crate) fn create() -> Option<NewCgroup> {
-        let dir = base()?.join(NEXT.fetch_add(1, Ordering::Relaxed).to_string());
-        std::fs::create_dir(&dir).ok()?;
+        let base = base()?;
+        let reused = lock(&FREE).pop();
+        let dir = match reused {
+            Some(dir) => dir,
+            None => {
+                let dir = base.join(NEXT.fetch_add(1, Ordering::Relaxed).to_string());
+                std::fs::create_dir(&dir).ok()?;
+                dir
+            }
+        };
         match File::options().write(true).open(dir.join("cgroup.procs")) {
             Ok(file) => Some(NewCgroup { dir, procs: OwnedFd::from(file) }),
             Err(_) => {
@@ -193,17 +218,43 @@ impl NewCgroup {
     }
 }
 
-/// The errno a child reports when it could not enter its cgroup (one `exec`
-/// never returns), so the parent can tell this failure from the program's.
-pub(crate) const ENTER_FAILED: i32 = rustix::io::Errno::CHRNG.raw_os_error();
+/// The server visiting a child's cgroup for the length of one spawn, so that
+/// the child is born there: `posix_spawn` (fast, no page-table copy) cannot
+/// place a child itself, and a move after the spawn would race with the
+/// child's first forks. Leaving goes back to the server's own cgroup.
+pub(crate) struct Visit(());
 
-/// Moves the calling (forked, not yet exec'd) process into the cgroup behind `procs`.
-/// Async-signal-safe: one `write`, no allocation.
-pub(crate) fn enter(procs: &OwnedFd) -> io::Result<()> {
-    match rustix::io::write(procs.as_fd(), b"0") {
-        Ok(_) => Ok(()),
-        Err(_) => Err(io::Error::from_raw_os_error(ENTER_FAILED)),
+impl Visit {
+    /// Moves this whole process into `cgroup`. Spawns hold the registry lock,
+    /// so only one visit happens at a time.
+    pub(crate) fn enter(cgroup: &NewCgroup) -> io::Result<Visit> {
+        if home().is_none() {
+            return Err(io::Error::other("execd's own cgroup is not writable"));
+        }
+        rustix::io::write(cgroup.procs.as_fd(), b"0")?;
+        Ok(Visit(()))
     }
+}
+
+impl Drop for Visit {
+    fn drop(&mut self) {
+        if let Some(home) = home() {
+            for _ in 0..3 {
+                if rustix::io::write(home.as_fd(), b"0").is_ok() {
+                    return;
+                }
+            }
+        }
+        // Never kill a cgroup the server may still be in.
+        warn_fallback("could not return to execd's own cgroup");
+        DISABLE_CGROUPS.store(true, Ordering::Relaxed);
+        STRANDED.store(true, Ordering::Relaxed);
+    }
+}
+
+/// `cgroup.procs` of the server's own cgroup.
+fn home() -> Option<&'static OwnedFd> {
+    HOME.get().and_then(Option::as_ref)
 }
 
 /// The hierarchy would not take a child: use no cgroups from now on.
@@ -246,6 +297,10 @@ impl ProcessTree {
     /// Sends `sig` to every process of the tree.
     pub fn signal(&self, sig: Signal) {
         if let Some(dir) = &self.cgroup {
+            // The group too, for anything forked before the child entered its cgroup.
+            if !self.retired.load(Ordering::Relaxed) {
+                let _ = rustix::process::kill_process_group(self.leader, sig);
+            }
             if sig == Signal::KILL {
                 kill_cgroup(dir);
             } else if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
@@ -272,13 +327,22 @@ impl ProcessTree {
 }
 
 impl Drop for ProcessTree {
-    /// Whatever is left of the tree dies with it, and its cgroup is removed.
+    /// Whatever is left of the tree dies with it. An empty cgroup goes back to
+    /// the pool for the next child; one with survivors is killed and removed.
     fn drop(&mut self) {
-        if let Some(dir) = self.cgroup.take() {
-            if std::fs::remove_dir(&dir).is_err() {
-                kill_cgroup(&dir);
-                bury(dir);
+        let Some(dir) = self.cgroup.take() else { return };
+        let empty = std::fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|procs| procs.trim().is_empty());
+        if empty {
+            let mut free = lock(&FREE);
+            if free.len() < FREE_CGROUPS {
+                free.push(dir);
+                return;
             }
+            drop(free);
+            bury(dir);
+        } else {
+            kill_cgroup(&dir);
+            bury(dir);
         }
     }
 }

@@ -1008,7 +1008,11 @@ async fn wrong_types_and_negative_unsigned_values_are_32602() {
         ("process/read", json!({"processId": "p", "afterSeq": -1}), "invalid number"),
         ("process/read", json!({"processId": "p", "maxBytes": -1}), "invalid number"),
         ("process/read", json!({"processId": "p", "waitMs": -5}), "invalid number"),
-        ("process/signal", json!({"processId": "p", "signal": "kill"}), "unknown variant `kill`, expected `interrupt`"),
+        (
+            "process/signal",
+            json!({"processId": "p", "signal": "stop"}),
+            "unknown variant `stop`, expected one of `interrupt`, `terminate`, `kill`, `hangup`, `quit`, `user1`, `user2`",
+        ),
     ];
     for ws in [&mut fresh, &mut ready] {
         for (method, params, message) in &cases {
