@@ -4,11 +4,12 @@
 //!
 //! Where a cgroup v2 hierarchy is writable, every child is born in a cgroup
 //! of its own (`<execd's cgroup>/execd-<pid>/<n>`; the server visits it for
-//! the spawn, see [`Visit`]), and `cgroup.kill` ends everything in it. Otherwise the tree is found by walking
-//! `/proc` for the child's process group, session and descendants by parent
-//! pid; with execd a child subreaper (see [`crate::reap_orphans`]) orphans
-//! stay our descendants, so only an orphan that also left the session can
-//! escape. [`containment`] tells which mode is in effect.
+//! the spawn, see [`Visit`]), and `cgroup.kill` ends everything in it.
+//! Otherwise the tree is found by walking `/proc` for the child's process
+//! group, session and descendants by parent pid; with execd a child subreaper
+//! (see [`crate::reap_orphans`]) orphans stay our descendants, so only an
+//! orphan that also left the session can escape. [`containment`] tells which
+//! mode is in effect.
 
 use rustix::process::{Pid, Signal};
 use std::fs::File;
@@ -144,6 +145,8 @@ pub fn sweep() -> usize {
 /// `patience` for the processes to die (server shutdown). Blocks the thread.
 pub fn remove_cgroups(patience: std::time::Duration) {
     let Some(Some(base)) = BASE.get() else { return };
+    // No spawn may visit a cgroup while they are being killed.
+    let _no_spawns = crate::child::registry();
     lock(&FREE).clear();
     let deadline = std::time::Instant::now() + patience;
     loop {
