@@ -1,4 +1,7 @@
-//! `execd`: the command line. `execd serve` runs the server.
+//! `execd`: the command line. `execd serve` runs the server; `execd exec`,
+//! `execd fs` and `execd ps` are its client (see [`cli`]).
+
+mod cli;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -21,6 +24,12 @@ struct Cli {
 enum Command {
     /// Run the server (exec-server and app-server process dialects on one endpoint).
     Serve(ServeArgs),
+    /// Run a command on the server, like `ssh host cmd` (exits with its exit code).
+    Exec(cli::exec::ExecArgs),
+    /// Work on the server's files: ls, stat, cat, get, put, rm, mkdir.
+    Fs(cli::fs::FsArgs),
+    /// List the processes of a session.
+    Ps(cli::ps::PsArgs),
 }
 
 #[derive(clap::Args)]
@@ -150,20 +159,43 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The server logs its lifecycle; the client commands only what went wrong.
+    let default_level = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .init();
-    let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args))?,
-    }
-    // Do not wait for lingering tasks (long-polls, retention timers).
+    let client = match cli.command {
+        Command::Serve(args) => {
+            runtime.block_on(serve(args))?;
+            None
+        }
+        Command::Exec(args) => Some(runtime.block_on(cli::exec::run(args))),
+        Command::Fs(args) => Some(runtime.block_on(cli::fs::run(args))),
+        Command::Ps(args) => Some(runtime.block_on(cli::ps::run(args))),
+    };
+    // Do not wait for lingering tasks (long-polls, retention timers, a blocked stdin read).
     runtime.shutdown_background();
-    Ok(())
+    match client {
+        None => Ok(()),
+        Some(Ok(code)) => std::process::exit(code),
+        // A closed pipe (`execd fs cat … | head`) ends the command quietly, as SIGPIPE would.
+        Some(Err(e))
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            std::process::exit(141)
+        }
+        Some(Err(e)) => {
+            eprintln!("execd: {e:#}");
+            std::process::exit(255)
+        }
+    }
 }
