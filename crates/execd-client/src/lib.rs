@@ -27,7 +27,7 @@ use execd_protocol::{Method, NoParams};
 use std::sync::Arc;
 
 /// Errors of the client.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
     /// The URL is not one the client can use.
     #[error("bad server URL `{0}`: {1} (expected ws://HOST:PORT)")]

@@ -229,3 +229,77 @@ impl Sequencer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use execd_protocol::process::{Evicted, OutputChunk};
+    use execd_protocol::Base64Bytes;
+
+    fn out(seq: u64, text: &str) -> (u64, ProcessEvent) {
+        (seq, ProcessEvent::Output { seq, stream: StreamName::Stdout, data: Bytes::copy_from_slice(text.as_bytes()) })
+    }
+
+    fn drain(rx: &mut mpsc::Receiver<StreamItem>) -> Vec<StreamItem> {
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    fn read(chunks: &[(u64, &str)], next_seq: u64, exited: bool, closed: bool) -> ReadResult {
+        ReadResult {
+            chunks: chunks
+                .iter()
+                .map(|(seq, text)| OutputChunk {
+                    seq: *seq,
+                    stream: StreamName::Stdout,
+                    chunk: Base64Bytes(Bytes::copy_from_slice(text.as_bytes())),
+                })
+                .collect(),
+            next_seq,
+            exited,
+            exit_code: exited.then_some(0),
+            closed,
+            failure: None,
+            sandbox_denied: false,
+            evicted: None,
+            timed_out: false,
+            signal: None,
+            dropped_bytes: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn duplicates_are_dropped_and_gaps_wait_for_a_read() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut s = Sequencer::new("p".into(), tx);
+        assert!(!s.offer(out(1, "a")).await);
+        assert!(!s.offer(out(1, "a")).await, "a duplicate is dropped");
+        assert!(s.offer(out(4, "d")).await, "seq 4 after 1 is a gap");
+        s.catching_up = true;
+        assert!(!s.offer(out(5, "e")).await, "held while catching up");
+        assert_eq!(drain(&mut rx), vec![Ok(out(1, "a").1)]);
+        // The read covers 2..3 (and 4, which is also held: delivered once).
+        assert!(!s.apply_read(Ok(read(&[(2, "b"), (3, "c"), (4, "d")], 5, false, false))).await);
+        let got = drain(&mut rx);
+        assert_eq!(got, vec![Ok(out(2, "b").1), Ok(out(3, "c").1), Ok(out(4, "d").1), Ok(out(5, "e").1)]);
+        assert_eq!(s.last_seq(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_read_reports_eviction_exit_and_close_once() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut s = Sequencer::new("p".into(), tx);
+        s.catching_up = true;
+        let mut r = read(&[(7, "g")], 10, true, true);
+        r.evicted = Some(Evicted { first_retained_seq: 7, bytes: 600 });
+        assert!(!s.apply_read(Ok(r)).await);
+        // Live events the read already covered are duplicates.
+        assert!(!s.offer((8, ProcessEvent::Exited { exit_code: 0, signal: None, timed_out: false })).await);
+        let got = drain(&mut rx);
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(got[0], Err(ClientError::Evicted { process_id: "p".into(), first_retained_seq: 7, bytes: 600 }));
+        assert_eq!(got[1], Ok(out(7, "g").1));
+        assert_eq!(got[2], Ok(ProcessEvent::Exited { exit_code: 0, signal: None, timed_out: false }));
+        assert_eq!(got[3], Ok(ProcessEvent::Closed));
+        assert!(s.done());
+    }
+}
