@@ -87,10 +87,20 @@ impl Handle {
     pub(crate) async fn connect(
         endpoint: Endpoint,
         options: Options,
-        resume: Option<&str>,
+        resume_id: Option<&str>,
     ) -> Result<Handle, ClientError> {
-        let mut link = transport::open(&endpoint).await?;
-        let init = handshake(&mut link, &options.client_name, resume).await?;
+        let (link, init) = match resume_id {
+            None => {
+                let mut link = transport::open(&endpoint).await?;
+                let init = handshake(&mut link, &options.client_name, None).await?;
+                (link, init)
+            }
+            // A session whose connection just dropped may still show as attached for a moment.
+            Some(id) => {
+                let deadline = Instant::now() + options.resume_deadline.min(Duration::from_secs(10));
+                resume(endpoint.clone(), id.to_owned(), options.client_name.clone(), deadline).await?
+            }
+        };
         let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
         let actor = Actor {
             endpoint,
@@ -399,7 +409,7 @@ impl Actor {
             }
         };
         let mut link = match outcome {
-            Ok(link) => link,
+            Ok((link, _)) => link,
             Err(e) => {
                 self.fail(e).await;
                 return None;
@@ -459,7 +469,7 @@ async fn resume(
     session_id: String,
     client_name: String,
     deadline: Instant,
-) -> Result<Link, ClientError> {
+) -> Result<(Link, InitializeResult), ClientError> {
     let mut pause = Duration::from_millis(50);
     let mut last = ClientError::Disconnected("the connection dropped".into());
     loop {
@@ -468,7 +478,7 @@ async fn resume(
         }
         match transport::open(&endpoint).await {
             Ok(mut link) => match handshake(&mut link, &client_name, Some(&session_id)).await {
-                Ok(_) => return Ok(link),
+                Ok(init) => return Ok((link, init)),
                 // The server may not have noticed the old connection's end yet.
                 Err(e @ ClientError::Rpc { code: codes::SESSION_BUSY, .. }) => last = e,
                 Err(e @ ClientError::Rpc { .. }) => {

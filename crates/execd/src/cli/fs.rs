@@ -204,11 +204,27 @@ async fn cat(client: &Client, path: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Downloads into `LOCAL.execd-part` and renames it over `local` only once the
+/// transfer is complete and verified, so a failure never clobbers `local`.
 async fn get(client: &Client, remote: &str, local: &std::path::Path) -> anyhow::Result<()> {
-    let mut file = std::fs::File::create(local).with_context(|| format!("cannot create {}", local.display()))?;
-    let (size, digest) = download(client, remote, |data| file.write_all(data)).await?;
-    file.sync_all()?;
-    verify(client, remote, size, digest).await
+    let mut part = local.as_os_str().to_owned();
+    part.push(".execd-part");
+    let part = std::path::PathBuf::from(part);
+    metadata(client, remote).await?;
+    let outcome = async {
+        let mut file = std::fs::File::create(&part).with_context(|| format!("cannot create {}", part.display()))?;
+        let (size, digest) = download(client, remote, |data| file.write_all(data)).await?;
+        file.sync_all()?;
+        verify(client, remote, size, digest).await
+    }
+    .await;
+    match outcome {
+        Ok(()) => std::fs::rename(&part, local).with_context(|| format!("cannot write {}", local.display())),
+        Err(e) => {
+            let _ = std::fs::remove_file(&part);
+            Err(e)
+        }
+    }
 }
 
 async fn put(client: &Client, local: &std::path::Path, remote: &str) -> anyhow::Result<()> {
