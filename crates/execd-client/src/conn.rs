@@ -416,14 +416,21 @@ impl Actor {
             }
         };
         tracing::info!(session = %self.session_id, "connection resumed");
-        for (_, p) in std::mem::take(&mut self.pending) {
+        // Replayed calls go first, in their original order (the server applies writes in arrival order).
+        let mut in_flight: Vec<(i64, Pending)> = self.pending.drain().collect();
+        in_flight.sort_unstable_by_key(|(id, _)| *id);
+        for (_, p) in in_flight.into_iter().rev() {
             if replayable(p.method) {
                 self.queued.push_front((p.method, p.params, p.reply));
             } else {
                 let _ = p.reply.send(Err(ClientError::OutcomeUnknown(p.method)));
             }
         }
-        let open: Vec<String> = self.processes.keys().cloned().collect();
+        // Processes registered while offline have not been started yet: nothing to catch up.
+        let open: Vec<String> = self.processes.iter().filter(|(_, s)| !s.fresh).map(|(id, _)| id.clone()).collect();
+        for seq in self.processes.values_mut() {
+            seq.fresh = false;
+        }
         for process in open {
             self.start_catch_up(&mut link, &process).await;
         }
@@ -437,7 +444,9 @@ impl Actor {
     fn apply_offline(&mut self, command: Command) {
         match command {
             Command::Register { id, events, reply } => {
-                self.processes.insert(id.clone(), Sequencer::new(id, events));
+                let mut seq = Sequencer::new(id.clone(), events);
+                seq.fresh = true;
+                self.processes.insert(id, seq);
                 let _ = reply.send(());
             }
             Command::Unregister { id } => {
@@ -476,16 +485,22 @@ async fn resume(
         if Instant::now() >= deadline {
             return Err(ClientError::Disconnected(format!("could not resume session {session_id}: {last}")));
         }
-        match transport::open(&endpoint).await {
-            Ok(mut link) => match handshake(&mut link, &client_name, Some(&session_id)).await {
-                Ok(init) => return Ok((link, init)),
-                // The server may not have noticed the old connection's end yet.
-                Err(e @ ClientError::Rpc { code: codes::SESSION_BUSY, .. }) => last = e,
-                Err(e @ ClientError::Rpc { .. }) => {
-                    return Err(ClientError::Disconnected(format!("could not resume session {session_id}: {e}")))
-                }
-                Err(e) => last = e,
-            },
+        // One attempt may hang (a server that accepts but never answers): it is bounded by the deadline too.
+        let attempt = async {
+            let mut link = transport::open(&endpoint).await?;
+            let init = handshake(&mut link, &client_name, Some(&session_id)).await?;
+            Ok::<_, ClientError>((link, init))
+        };
+        let outcome = tokio::time::timeout_at(deadline, attempt)
+            .await
+            .unwrap_or_else(|_| Err(ClientError::Disconnected("no answer from the server".into())));
+        match outcome {
+            Ok(resumed) => return Ok(resumed),
+            // The server may not have noticed the old connection's end yet.
+            Err(e @ ClientError::Rpc { code: codes::SESSION_BUSY, .. }) => last = e,
+            Err(e @ ClientError::Rpc { .. }) => {
+                return Err(ClientError::Disconnected(format!("could not resume session {session_id}: {e}")))
+            }
             Err(e) => last = e,
         }
         tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;

@@ -109,6 +109,8 @@ pub(crate) struct Sequencer {
     dropped: bool,
     /// A `process/read` is filling a gap; live events wait in `held`.
     pub(crate) catching_up: bool,
+    /// Registered while the connection was down: its start has not been sent yet.
+    pub(crate) fresh: bool,
     held: BTreeMap<u64, ProcessEvent>,
 }
 
@@ -122,6 +124,7 @@ impl Sequencer {
             closed: false,
             dropped: false,
             catching_up: false,
+            fresh: false,
             held: BTreeMap::new(),
         }
     }
