@@ -304,6 +304,31 @@ async fn exec_exits_with_the_remote_exit_code() {
 }
 
 #[tokio::test]
+async fn ctrl_c_without_a_tty_interrupts_the_remote_process() {
+    use tokio::io::AsyncBufReadExt;
+    let server = Server::start(&[]);
+    let mut child = execd(&server.url, &["exec", "--", "sh", "-c", "echo started; exec sleep 1000"])
+        .spawn()
+        .expect("spawn execd exec");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let first = within("the remote command to start", lines.next_line()).await.expect("read").expect("a line");
+    assert_eq!(first, "started");
+    // What a Ctrl-C on the local terminal delivers to the client.
+    let pid = rustix::process::Pid::from_raw(child.id().expect("pid") as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
+    let out = within("the client to exit", child.wait_with_output()).await.expect("wait");
+    assert_eq!(out.status.code(), Some(130), "the remote sleep died of SIGINT (128 + 2): {out:?}");
+}
+
+#[tokio::test]
+async fn a_missing_cwd_is_named() {
+    let server = Server::start(&[]);
+    let out = run(execd(&server.url, &["exec", "--cwd", "/nonexistent-dir", "--", "pwd"])).await;
+    assert_eq!(out.client_error(), "execd: --cwd /nonexistent-dir: no such directory on the server\n");
+}
+
+#[tokio::test]
 async fn exec_keeps_stderr_apart_from_stdout() {
     let server = Server::start(&[]);
     let out = run(execd(&server.url, &["exec", "--", "sh", "-c", "echo out; echo err >&2"])).await;

@@ -41,7 +41,7 @@ pub struct ExecArgs {
 pub async fn run(args: ExecArgs) -> anyhow::Result<i32> {
     let client = args.remote.connect(None).await?;
     let cwd = match &args.cwd {
-        Some(dir) => super::file_uri(dir)?,
+        Some(dir) => checked_cwd(&client, dir).await?,
         None => client.environment().cwd.clone(),
     };
     let mut env = BTreeMap::new();
@@ -82,6 +82,11 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<i32> {
         timeout_ms: args.timeout.map(|s| s.saturating_mul(1000)),
         output_bytes_cap: None,
     };
+    // Signal handlers exist before the process does, so no Ctrl-C or resize is missed.
+    let (mut int, mut winch) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (signal(SignalKind::interrupt())?, signal(SignalKind::window_change())?)
+    };
     // Raw mode before the start, so no keystroke is echoed twice; restored on drop.
     let _raw = if args.tty && local_tty { Some(RawMode::enter()?) } else { None };
     let mut process =
@@ -112,11 +117,6 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<i32> {
     let signal_id = pid.clone();
     let tty = args.tty;
     tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut winch)) = (signal(SignalKind::interrupt()), signal(SignalKind::window_change()))
-        else {
-            return;
-        };
         loop {
             tokio::select! {
                 _ = int.recv() => { let _ = signal_client.signal(&signal_id, SignalName::Interrupt).await; }
@@ -151,6 +151,20 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<i32> {
     drop(process);
     client.close().await;
     Ok(exit_code)
+}
+
+/// `--cwd` as a URI, once the server confirmed it is a directory (so a typo is
+/// named as such, not as a missing program).
+async fn checked_cwd(client: &execd_client::Client, dir: &str) -> anyhow::Result<String> {
+    let uri = super::file_uri(dir)?;
+    let params =
+        execd_protocol::fs::WireFsGetMetadataParams { path: uri.clone(), follow_symlinks: None, sandbox: None };
+    match client.call::<execd_protocol::fs::FsGetMetadata>(params).await {
+        Ok(m) if m.is_directory => Ok(uri),
+        Ok(_) => anyhow::bail!("--cwd {dir}: not a directory on the server"),
+        Err(e) if e.code() == Some(-32004) => anyhow::bail!("--cwd {dir}: no such directory on the server"),
+        Err(e) => Err(e).context(format!("--cwd {dir}")),
+    }
 }
 
 /// The local terminal's size, if stdout is one.
