@@ -38,7 +38,6 @@ use execd_protocol::initialize::{Initialize, InitializeParams, InitializeResult}
 use execd_protocol::jsonrpc::{codes, Incoming, RequestId};
 use execd_protocol::process::{ClosedParams, ExitedParams, OutputParams, ReadParams, ReadResult};
 use execd_protocol::Method;
-use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -164,7 +163,8 @@ fn gone() -> ClientError {
 /// Sends `initialize` (and `initialized`) on a fresh link and waits for the result.
 async fn handshake(link: &mut Link, client_name: &str, resume: Option<&str>) -> Result<InitializeResult, ClientError> {
     let params = InitializeParams { client_name: client_name.to_owned(), resume_session_id: resume.map(str::to_owned) };
-    let text = request_text(0, Initialize::NAME, &params)?;
+    let params = serde_json::to_string(&params).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    let text = request_text(0, Initialize::NAME, &params);
     link.tx.send(text).await.map_err(|_| lost())?;
     loop {
         let text = link.rx.recv().await.ok_or_else(lost)?;
@@ -187,14 +187,10 @@ fn lost() -> ClientError {
     ClientError::Disconnected("the connection closed".into())
 }
 
-fn request_text<P: Serialize>(id: i64, method: &str, params: &P) -> Result<String, ClientError> {
-    #[derive(Serialize)]
-    struct Request<'a, P> {
-        id: i64,
-        method: &'a str,
-        params: &'a P,
-    }
-    serde_json::to_string(&Request { id, method, params }).map_err(|e| ClientError::Protocol(e.to_string()))
+/// A request's text; `params` is already JSON.
+fn request_text(id: i64, method: &str, params: &str) -> String {
+    let method = serde_json::to_string(method).unwrap_or_else(|_| "\"\"".into());
+    format!(r#"{{"id":{id},"method":{method},"params":{params}}}"#)
 }
 
 /// Whether a call may be sent twice without changing its effect.
@@ -272,15 +268,31 @@ impl Actor {
     async fn command(&mut self, link: &mut Link, command: Command) {
         match command {
             Command::Call { method, params, reply } => self.send_call(link, method, params, reply).await,
+            other => self.registration(other, false),
+        }
+    }
+
+    /// Registers or forgets a process stream. A process registered `offline`
+    /// (while the link is down) has not been started yet, so it is not caught up.
+    fn registration(&mut self, command: Command, offline: bool) {
+        match command {
             Command::Register { id, events, reply } => {
-                self.processes.insert(id.clone(), Sequencer::new(id, events));
+                let mut seq = Sequencer::new(id.clone(), events);
+                seq.fresh = offline;
+                self.processes.insert(id, seq);
                 let _ = reply.send(());
             }
             Command::Unregister { id } => {
                 self.processes.remove(&id);
             }
-            Command::Close { .. } => {}
+            Command::Call { .. } | Command::Close { .. } => {}
         }
+    }
+
+    fn request_id(&mut self) -> i64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
     }
 
     fn refuse(&mut self, command: Command) {
@@ -298,9 +310,8 @@ impl Actor {
     }
 
     async fn send_call(&mut self, link: &mut Link, method: &'static str, params: String, reply: RawReply) {
-        let id = self.next_id;
-        self.next_id += 1;
-        let text = format!(r#"{{"id":{id},"method":{},"params":{params}}}"#, json_string(method));
+        let id = self.request_id();
+        let text = request_text(id, method, &params);
         self.pending.insert(id, Pending { method, params, reply });
         // A send that fails means the link is ending: the reader notices and recovery replays.
         let _ = link.tx.send(text).await;
@@ -356,11 +367,10 @@ impl Actor {
         let params =
             ReadParams { process_id: process.to_owned(), after_seq: Some(seq.last_seq()), ..Default::default() };
         seq.catching_up = true;
-        let id = self.next_id;
-        self.next_id += 1;
-        if let Ok(text) = request_text(id, "process/read", &params) {
+        let id = self.request_id();
+        if let Ok(params) = serde_json::to_string(&params) {
             self.catch_ups.insert(id, process.to_owned());
-            let _ = link.tx.send(text).await;
+            let _ = link.tx.send(request_text(id, "process/read", &params)).await;
         }
     }
 
@@ -403,7 +413,7 @@ impl Actor {
                         let _ = reply.send(());
                         return None;
                     }
-                    Some(other) => self.apply_offline(other),
+                    Some(other) => self.registration(other, true),
                     None => return None,
                 },
             }
@@ -438,22 +448,6 @@ impl Actor {
             self.send_call(&mut link, method, params, reply).await;
         }
         Some(link)
-    }
-
-    /// Registration changes while no link is up.
-    fn apply_offline(&mut self, command: Command) {
-        match command {
-            Command::Register { id, events, reply } => {
-                let mut seq = Sequencer::new(id.clone(), events);
-                seq.fresh = true;
-                self.processes.insert(id, seq);
-                let _ = reply.send(());
-            }
-            Command::Unregister { id } => {
-                self.processes.remove(&id);
-            }
-            Command::Call { .. } | Command::Close { .. } => {}
-        }
     }
 
     /// Gives every waiter and every process stream `error`, once.
@@ -506,10 +500,6 @@ async fn resume(
         tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
         pause = (pause * 2).min(Duration::from_secs(1));
     }
-}
-
-fn json_string(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
 /// A live process notification.

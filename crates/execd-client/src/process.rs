@@ -144,6 +144,12 @@ impl Sequencer {
         if seq <= self.last {
             return false;
         }
+        // The common case, in order and nothing held: straight through, no bookkeeping.
+        if !self.catching_up && seq == self.last + 1 && self.held.is_empty() {
+            self.last = seq;
+            self.deliver(event).await;
+            return false;
+        }
         self.held.insert(seq, event);
         if self.catching_up {
             return false;

@@ -57,7 +57,7 @@ impl Child {
         // The child cannot have been reaped yet (only its owner reaps it), so the pidfd is its own.
         let pidfd = rustix::process::pidfd_open(pid_t, rustix::process::PidfdFlags::NONBLOCK)?;
         children.get_or_insert_with(HashSet::new).insert(raw);
-        Ok(Child { pid: raw, pidfd: crate::pty::register(pidfd)?, status: None })
+        Ok(Child { pid: raw, pidfd: crate::reactor::register(pidfd)?, status: None })
     }
 
     /// The child's pid.
@@ -142,11 +142,5 @@ const ORPHAN_SCAN_INTERVAL: std::time::Duration = std::time::Duration::from_mill
 /// Pids of this process's children that are zombies, read from `/proc`.
 fn zombie_children() -> Vec<i32> {
     let me = rustix::process::getpid().as_raw_nonzero().get();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    dir.filter_map(|entry| {
-        let pid: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
-        let stat = crate::tree::ProcStat::read(pid)?;
-        (stat.ppid == me && stat.state == 'Z').then_some(pid)
-    })
-    .collect()
+    crate::tree::processes().filter(|(_, stat)| stat.ppid == me && stat.state == 'Z').map(|(pid, _)| pid).collect()
 }

@@ -64,17 +64,3 @@ pub(crate) fn set_size(fd: &OwnedFd, size: PtySize) -> io::Result<()> {
     rustix::termios::tcsetwinsize(fd, ws)?;
     Ok(())
 }
-
-/// Registers an owned descriptor with the tokio reactor.
-pub(crate) fn register(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
-    // SAFETY: an `OwnedFd` is a valid open descriptor that stays open, and keeps
-    // referring to the same file description, until the `AsyncFd` drops it.
-    unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| io::Error::other(e.to_string()))
-}
-
-/// Makes a file descriptor non-blocking (for use with the tokio reactor).
-pub(crate) fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
-    let flags = rustix::fs::fcntl_getfl(fd)?;
-    rustix::fs::fcntl_setfl(fd, flags | OFlags::NONBLOCK)?;
-    Ok(())
-}

@@ -6,6 +6,7 @@ use crate::child::{registry, Child};
 use crate::events::{Limits, ProcessEvents, Reader, StreamKind};
 use crate::group::ProcessGroup;
 use crate::pty::{self, PtyControl, PtySize};
+use crate::reactor::{register, register_nonblocking};
 use crate::resolve::resolve_program;
 use crate::stdin::StdinWriter;
 use crate::tree::{NewCgroup, ProcessTree};
@@ -96,17 +97,15 @@ fn command(
             cmd.stdin(Stdio::from(pair.slave.try_clone()?))
                 .stdout(Stdio::from(pair.slave.try_clone()?))
                 .stderr(Stdio::from(pair.slave.try_clone()?));
-        }
-    }
-    if pty.is_some() {
-        // SAFETY: the closure runs in the forked child before exec and makes only
-        // async-signal-safe system calls (setsid, ioctl); it allocates nothing.
-        unsafe {
-            cmd.pre_exec(|| {
-                rustix::process::setsid()?;
-                rustix::process::ioctl_tiocsctty(BorrowedFd::borrow_raw(0))?;
-                Ok(())
-            });
+            // SAFETY: the closure runs in the forked child before exec and makes only
+            // async-signal-safe system calls (setsid, ioctl); it allocates nothing.
+            unsafe {
+                cmd.pre_exec(|| {
+                    rustix::process::setsid()?;
+                    rustix::process::ioctl_tiocsctty(BorrowedFd::borrow_raw(0))?;
+                    Ok(())
+                });
+            }
         }
     }
     Ok(cmd)
@@ -165,18 +164,12 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
                 let Some(fd) = fd else { return Ok(None) };
                 // A larger pipe lets a fast writer run ahead while a chunk is being sent.
                 let _ = rustix::pipe::fcntl_setpipe_size(&fd, PIPE_BYTES);
-                pty::set_nonblocking(&fd)?;
-                Ok(Some(Reader::new(kind, pty::register(fd)?)))
+                Ok(Some(Reader::new(kind, register_nonblocking(fd)?)))
             };
             let stdout = reader(child.stdout.take().map(OwnedFd::from), StreamKind::Stdout)?;
             let stderr = reader(child.stderr.take().map(OwnedFd::from), StreamKind::Stderr)?;
-            let stdin = match child.stdin.take().map(OwnedFd::from) {
-                Some(fd) => {
-                    pty::set_nonblocking(&fd)?;
-                    Some(StdinWriter::pipe(pty::register(fd)?))
-                }
-                None => None,
-            };
+            let stdin =
+                child.stdin.take().map(|fd| register_nonblocking(fd.into()).map(StdinWriter::pipe)).transpose()?;
             Ok(Spawned {
                 pid: pid as u32,
                 group: ProcessGroup::new(pid as u32, None)?,
@@ -190,13 +183,13 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
             let writer_fd: OwnedFd = rustix::io::fcntl_dupfd_cloexec(&pair.master, 0).map_err(io::Error::from)?;
             let control_fd = Arc::new(rustix::io::fcntl_dupfd_cloexec(&pair.master, 0).map_err(io::Error::from)?);
             drop(pair.slave);
-            pty::set_nonblocking(&pair.master)?;
-            let reader = Reader::new(StreamKind::Pty, pty::register(pair.master)?);
+            // Non-blocking is a flag of the file description: the writer's duplicate shares it.
+            let reader = Reader::new(StreamKind::Pty, register_nonblocking(pair.master)?);
             Ok(Spawned {
                 pid: pid as u32,
                 group: ProcessGroup::new(pid as u32, Some(control_fd.clone()))?,
                 events: ProcessEvents::new(waiter, tree.clone(), [Some(reader), None], spec.limits),
-                stdin: Some(StdinWriter::pty(pty::register(writer_fd)?)),
+                stdin: Some(StdinWriter::pty(register(writer_fd)?)),
                 pty: Some(PtyControl::new(control_fd)),
                 tree,
             })

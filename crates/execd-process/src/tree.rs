@@ -134,11 +134,9 @@ fn bury(dir: PathBuf) {
     }
 }
 
-/// Retries removing killed cgroups; returns how many are left.
-pub fn sweep() -> usize {
-    let mut graveyard = lock(&GRAVEYARD);
-    graveyard.retain(|dir| std::fs::remove_dir(dir).is_err_and(|e| e.kind() != io::ErrorKind::NotFound));
-    graveyard.len()
+/// Retries removing killed cgroups.
+pub(crate) fn sweep() {
+    lock(&GRAVEYARD).retain(|dir| std::fs::remove_dir(dir).is_err_and(|e| e.kind() != io::ErrorKind::NotFound));
 }
 
 /// Kills everything in execd's cgroups and removes them, waiting up to
@@ -173,8 +171,7 @@ fn kill_cgroup(dir: &Path) {
         return;
     }
     for _ in 0..3 {
-        let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) else { return };
-        let pids: Vec<Pid> = procs.lines().filter_map(|l| l.trim().parse().ok()).filter_map(Pid::from_raw).collect();
+        let pids = cgroup_pids(dir).unwrap_or_default();
         if pids.is_empty() {
             return;
         }
@@ -182,6 +179,12 @@ fn kill_cgroup(dir: &Path) {
             let _ = rustix::process::kill_process(pid, Signal::KILL);
         }
     }
+}
+
+/// The processes in a cgroup; `None` when it cannot be read.
+fn cgroup_pids(dir: &Path) -> Option<Vec<Pid>> {
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).ok()?;
+    Some(procs.lines().filter_map(|l| l.trim().parse().ok()).filter_map(Pid::from_raw).collect())
 }
 
 /// A new child's cgroup, made before the fork.
@@ -283,11 +286,6 @@ impl ProcessTree {
         ProcessTree { leader, cgroup: cgroup.map(|c| c.dir), retired: AtomicBool::new(false) }
     }
 
-    /// Whether the tree is held in a cgroup (exact containment).
-    pub fn contained(&self) -> bool {
-        self.cgroup.is_some()
-    }
-
     pub(crate) fn retire(&self) {
         self.retired.store(true, Ordering::Relaxed);
     }
@@ -306,8 +304,8 @@ impl ProcessTree {
             }
             if sig == Signal::KILL {
                 kill_cgroup(dir);
-            } else if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
-                for pid in procs.lines().filter_map(|l| l.trim().parse().ok()).filter_map(Pid::from_raw) {
+            } else {
+                for pid in cgroup_pids(dir).unwrap_or_default() {
                     let _ = rustix::process::kill_process(pid, sig);
                 }
             }
@@ -334,7 +332,7 @@ impl Drop for ProcessTree {
     /// the pool for the next child; one with survivors is killed and removed.
     fn drop(&mut self) {
         let Some(dir) = self.cgroup.take() else { return };
-        let empty = std::fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|procs| procs.trim().is_empty());
+        let empty = cgroup_pids(&dir).is_some_and(|pids| pids.is_empty());
         if empty {
             let mut free = lock(&FREE);
             if free.len() < FREE_CGROUPS {
@@ -369,16 +367,18 @@ impl ProcStat {
     }
 }
 
+/// Every process of the host (of execd's pid namespace), read from `/proc`.
+pub(crate) fn processes() -> impl Iterator<Item = (i32, ProcStat)> {
+    std::fs::read_dir("/proc").into_iter().flatten().filter_map(|e| {
+        let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        Some((pid, ProcStat::read(pid)?))
+    })
+}
+
 /// Processes in `leader`'s group or session, and their descendants by parent pid.
 fn descendants(leader: Pid) -> Vec<Pid> {
     let leader = leader.as_raw_nonzero().get();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    let all: Vec<(i32, ProcStat)> = dir
-        .filter_map(|e| {
-            let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
-            Some((pid, ProcStat::read(pid)?))
-        })
-        .collect();
+    let all: Vec<(i32, ProcStat)> = processes().collect();
     let mut tree: Vec<i32> = all
         .iter()
         .filter(|(pid, s)| *pid == leader || s.pgrp == leader || s.session == leader)

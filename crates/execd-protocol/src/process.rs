@@ -71,6 +71,37 @@ pub struct WireExecParams {
     pub output_bytes_cap: Option<u64>,
 }
 
+impl WireExecParams {
+    /// A pipe process (no tty, stdin `/dev/null`) with every optional field unset;
+    /// set the others with struct update syntax.
+    pub fn new(
+        process_id: impl Into<String>,
+        argv: Vec<String>,
+        cwd: impl Into<String>,
+        env: BTreeMap<String, String>,
+    ) -> Self {
+        WireExecParams {
+            process_id: process_id.into(),
+            argv,
+            cwd: cwd.into(),
+            env,
+            tty: false,
+            pipe_stdin: false,
+            arg0: None,
+            env_policy: None,
+            sandbox: None,
+            enforce_managed_network: None,
+            managed_network: None,
+            network_proxy: None,
+            shell_snapshot: None,
+            metadata: None,
+            size: None,
+            timeout_ms: None,
+            output_bytes_cap: None,
+        }
+    }
+}
+
 /// execd extension: a terminal size in character cells.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TerminalSize {

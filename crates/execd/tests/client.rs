@@ -250,25 +250,9 @@ async fn connect(endpoint: Endpoint, resume_deadline: Duration) -> Client {
 }
 
 fn exec(id: &str, argv: &[&str], cwd: &Path, pipe_stdin: bool) -> WireExecParams {
-    WireExecParams {
-        process_id: id.to_owned(),
-        argv: argv.iter().map(|a| a.to_string()).collect(),
-        cwd: format!("file://{}", cwd.display()),
-        env: [("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned())].into_iter().collect(),
-        tty: false,
-        pipe_stdin,
-        arg0: None,
-        env_policy: None,
-        sandbox: None,
-        enforce_managed_network: None,
-        managed_network: None,
-        network_proxy: None,
-        shell_snapshot: None,
-        metadata: None,
-        size: None,
-        timeout_ms: None,
-        output_bytes_cap: None,
-    }
+    let argv = argv.iter().map(|a| a.to_string()).collect();
+    let env = [("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned())].into_iter().collect();
+    WireExecParams { pipe_stdin, ..WireExecParams::new(id, argv, format!("file://{}", cwd.display()), env) }
 }
 
 async fn start(client: &Client, params: WireExecParams) -> RemoteProcess {

@@ -4,6 +4,7 @@
 use crate::dispatch::{Ctx, Dialect, Router, Routers};
 use crate::error::ServerError;
 use crate::session::Session;
+use execd_process::PtySize;
 use std::sync::Arc;
 
 mod app;
@@ -25,6 +26,15 @@ fn exec_router() -> Router {
     fs::register(&mut router);
     process::register(&mut router);
     router
+}
+
+/// A terminal size from the wire: both dimensions must be positive. `subject`
+/// starts the error text (`"process "`, `"command/exec "`, or `""`).
+fn pty_size(rows: u16, cols: u16, subject: &str) -> Result<PtySize, ServerError> {
+    if rows == 0 || cols == 0 {
+        return Err(ServerError::InvalidParams(format!("{subject}size rows and cols must be greater than 0")));
+    }
+    Ok(PtySize { rows, cols })
 }
 
 impl Ctx {

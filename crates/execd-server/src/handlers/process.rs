@@ -75,10 +75,7 @@ fn start_now(ctx: &Ctx, p: WireExecParams) -> Result<(StartResult, AfterReply), 
 
 /// A terminal size from the wire; both dimensions must be positive.
 fn pty_size(size: TerminalSize) -> Result<PtySize, ServerError> {
-    if size.rows == 0 || size.cols == 0 {
-        return Err(ServerError::InvalidParams("size rows and cols must be greater than 0".into()));
-    }
-    Ok(PtySize { rows: size.rows, cols: size.cols })
+    super::pty_size(size.rows, size.cols, "")
 }
 
 fn process(ctx: &Ctx, id: &str) -> Result<Option<Arc<ProcessHandle>>, ServerError> {
@@ -86,8 +83,7 @@ fn process(ctx: &Ctx, id: &str) -> Result<Option<Arc<ProcessHandle>>, ServerErro
 }
 
 fn read(ctx: Ctx, p: ReadParams) -> impl Future<Output = Result<ReadResult, ServerError>> {
-    let handle = process(&ctx, &p.process_id)
-        .and_then(|h| h.ok_or_else(|| SessionError::UnknownProcess(p.process_id.clone()).into()));
+    let handle = known(&ctx, &p.process_id);
     let req = ReadRequest {
         after_seq: p.after_seq.unwrap_or(0),
         max_bytes: p.max_bytes,

@@ -228,10 +228,11 @@ impl ProcessHandle {
                 timed_out,
                 signal: signal.map(signal_name),
             }),
-            Event::Closed { dropped, .. } => notification_text::<ProcessClosed>(&ClosedParams {
+            Event::Closed { .. } => notification_text::<ProcessClosed>(&ClosedParams {
                 process_id: self.id.clone(),
                 seq,
-                dropped_bytes: self.info.capped.then(|| dropped_bytes(self.info.tty, &dropped)),
+                // Recorded with the event, just before.
+                dropped_bytes: lock(&self.state).dropped,
             }),
         }
     }

@@ -58,13 +58,8 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<i32> {
     let size = if args.tty { terminal_size() } else { None };
     let id = format!("exec-{}", uuid::Uuid::new_v4());
     let params = WireExecParams {
-        process_id: id,
-        argv: args.command.clone(),
-        cwd,
-        env,
         tty: args.tty,
         pipe_stdin: !args.tty,
-        arg0: None,
         env_policy: Some(EnvPolicy {
             inherit: EnvInherit::Core,
             ignore_default_excludes: false,
@@ -72,15 +67,9 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<i32> {
             set: BTreeMap::new(),
             include_only: Vec::new(),
         }),
-        sandbox: None,
-        enforce_managed_network: None,
-        managed_network: None,
-        network_proxy: None,
-        shell_snapshot: None,
-        metadata: None,
         size,
         timeout_ms: args.timeout.map(|s| s.saturating_mul(1000)),
-        output_bytes_cap: None,
+        ..WireExecParams::new(id, args.command.clone(), cwd, env)
     };
     // Signal handlers exist before the process does, so no Ctrl-C or resize is missed.
     let (mut int, mut winch) = {

@@ -162,14 +162,7 @@ async fn download(
     mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
 ) -> anyhow::Result<(u64, [u8; 32])> {
     let size = metadata(client, path).await?.size;
-    let handle = handle_id();
-    let open = WireFsOpenParams {
-        handle_id: handle.clone(),
-        path: file_uri(path)?,
-        mode: Some(OpenMode::Read),
-        sandbox: None,
-    };
-    not_found_hint(client.call::<FsOpen>(open).await, path)?;
+    let handle = open(client, path, OpenMode::Read).await?;
     let progress = progress(size);
     let mut hasher = Sha256::new();
     let mut total = 0u64;
@@ -230,14 +223,7 @@ async fn get(client: &Client, remote: &str, local: &std::path::Path) -> anyhow::
 async fn put(client: &Client, local: &std::path::Path, remote: &str) -> anyhow::Result<()> {
     let mut file = std::fs::File::open(local).with_context(|| format!("cannot open {}", local.display()))?;
     let size = file.metadata()?.len();
-    let handle = handle_id();
-    let open = WireFsOpenParams {
-        handle_id: handle.clone(),
-        path: file_uri(remote)?,
-        mode: Some(OpenMode::Replace),
-        sandbox: None,
-    };
-    not_found_hint(client.call::<FsOpen>(open).await, remote)?;
+    let handle = open(client, remote, OpenMode::Replace).await?;
     let progress = progress(size);
     let mut hasher = Sha256::new();
     // Blocks are read in order and written a few at a time (each at its offset).
@@ -310,24 +296,12 @@ async fn verify(client: &Client, remote: &str, size: u64, digest: [u8; 32]) -> a
 }
 
 async fn remote_sha256(client: &Client, path: &str) -> Option<String> {
+    let argv = vec!["sha256sum".into(), "--".into(), path.into()];
+    let env = [("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned())].into_iter().collect();
     let params = WireExecParams {
-        process_id: format!("sha256-{}", handle_id()),
-        argv: vec!["sha256sum".into(), "--".into(), path.into()],
-        cwd: "file:///".into(),
-        env: [("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned())].into_iter().collect(),
-        tty: false,
-        pipe_stdin: false,
-        arg0: None,
-        env_policy: None,
-        sandbox: None,
-        enforce_managed_network: None,
-        managed_network: None,
-        network_proxy: None,
-        shell_snapshot: None,
-        metadata: None,
-        size: None,
         timeout_ms: Some(600_000),
         output_bytes_cap: Some(4096),
+        ..WireExecParams::new(format!("sha256-{}", handle_id()), argv, "file:///", env)
     };
     let mut process = client.start(params).await.ok()?;
     let (mut out, mut code) = (Vec::new(), None);
@@ -340,6 +314,14 @@ async fn remote_sha256(client: &Client, path: &str) -> Option<String> {
     }
     let text = String::from_utf8(out).ok()?;
     (code == Some(0)).then(|| text.split_whitespace().next().map(str::to_owned)).flatten()
+}
+
+/// Opens a remote file handle; returns its id.
+async fn open(client: &Client, path: &str, mode: OpenMode) -> anyhow::Result<String> {
+    let handle = handle_id();
+    let params = WireFsOpenParams { handle_id: handle.clone(), path: file_uri(path)?, mode: Some(mode), sandbox: None };
+    not_found_hint(client.call::<FsOpen>(params).await, path)?;
+    Ok(handle)
 }
 
 fn handle_id() -> String {

@@ -61,14 +61,11 @@ fn limits(output_cap: Option<u64>, timeout_ms: Option<i64>) -> Limits {
 
 /// A terminal size, refusing zeros with the family's wording.
 fn pty_size(rows: u16, cols: u16, family: Family) -> Result<PtySize, ServerError> {
-    if rows == 0 || cols == 0 {
-        let prefix = match family {
-            Family::Process => "process",
-            Family::Command => "command/exec",
-        };
-        return Err(ServerError::InvalidParams(format!("{prefix} size rows and cols must be greater than 0")));
-    }
-    Ok(PtySize { rows, cols })
+    let subject = match family {
+        Family::Process => "process ",
+        Family::Command => "command/exec ",
+    };
+    super::pty_size(rows, cols, subject)
 }
 
 /// Checks a `timeoutMs` (absent handled by the caller).
